@@ -1,0 +1,168 @@
+"""The event broker: publish / flush, consumers, statistics.
+
+``publish`` buffers an event in this broker (one per context); ``flush`` sends the whole
+buffer in one pipelined round trip per Redis pool and keeps, for a later ``flush``, every
+event Redis did not confirm: none is lost, and the library never resends one by itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .._constants import GROUP_NAME, SINGLE_CONSUMER_NAME
+from .._protocol import many_consumer_name, xadd_command
+from .._stats import StreamStatistics, build_statistics
+from ..codec import entry_fields
+from ..errors import (
+    BrokerConnectionError,
+    FluxabeeError,
+    NoGroupError,
+    PartialFlushError,
+    RedisReplyError,
+)
+from .client import AsyncClients
+from .consumer import AsyncConsumer
+
+
+class _Buffered(NamedTuple):
+    pool: str
+    stream: bytes
+    fields: list[bytes]
+
+
+class AsyncEventBroker:
+    """Publishes to and reads from the streams of a config. Get it from a context."""
+
+    def __init__(self, clients: AsyncClients) -> None:
+        self._clients = clients
+        self._config = clients.config
+        self._buffer: list[_Buffered] = []
+
+    # -- publishing ------------------------------------------------------------------
+
+    def _prepare(self, stream: str, body: Any, meta: dict[str, Any]) -> _Buffered:
+        pool = self._config.pool_for_stream(stream)
+        return _Buffered(pool.code, stream.encode(), entry_fields(body, meta))
+
+    def publish(self, stream: str, body: Any = None, **meta: str) -> None:
+        """Buffer one event (no IO). ``meta`` values must be ``str``.
+
+        Raises :class:`UnknownStreamError` for an undeclared stream and
+        :class:`SerializationError` for a body that cannot be encoded; then nothing is
+        buffered.
+        """
+        self._buffer.append(self._prepare(stream, body, meta))
+
+    @property
+    def buffered(self) -> int:
+        """How many events wait for :meth:`flush`."""
+        return len(self._buffer)
+
+    def discard(self) -> int:
+        """Drop every buffered event without sending it; returns how many were dropped."""
+        dropped, self._buffer = len(self._buffer), []
+        return dropped
+
+    async def flush(self) -> list[str]:
+        """Send every buffered event; return the new entry IDs in publish order.
+
+        One pipelined round trip per Redis pool; order within a stream is kept. If Redis
+        fails part-way, :class:`PartialFlushError` (a :class:`BrokerConnectionError`) is
+        raised with the IDs that did land, and every event Redis did not confirm stays
+        buffered for the next ``flush``. An error reply (say WRONGTYPE) raises that error
+        and keeps the refused events buffered too.
+        """
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return []
+        by_pool: dict[str, list[int]] = {}
+        for index, item in enumerate(batch):
+            by_pool.setdefault(item.pool, []).append(index)
+        ids: list[str | None] = [None] * len(batch)
+        failure: FluxabeeError | None = None
+        reply_error: RedisReplyError | None = None
+        for code, indexes in by_pool.items():
+            replies: list[Any] = []
+            commands = [xadd_command(batch[i].stream, batch[i].fields) for i in indexes]
+            try:
+                await self._clients.client(code).execute(commands, out=replies)
+            except BrokerConnectionError as exc:
+                failure = failure or exc
+            for index, reply in zip(indexes, replies):
+                if isinstance(reply, bytes):
+                    ids[index] = reply.decode()
+                elif isinstance(reply, RedisReplyError):
+                    reply_error = reply_error or reply
+        unconfirmed = [item for item, new_id in zip(batch, ids) if new_id is None]
+        self._buffer = unconfirmed + self._buffer
+        if failure is not None:
+            raise PartialFlushError(
+                f"flush failed after {len(batch) - len(unconfirmed)} of {len(batch)} events; "
+                f"{len(unconfirmed)} stay buffered: {failure}",
+                ids,
+            ) from failure
+        if reply_error is not None:
+            raise reply_error
+        return [new_id for new_id in ids if new_id is not None]
+
+    async def publish_now(self, stream: str, body: Any = None, **meta: str) -> str:
+        """Send one event at once (bypassing the buffer) and return its entry ID."""
+        item = self._prepare(stream, body, meta)
+        reply = await self._clients.client(item.pool).call(xadd_command(item.stream, item.fields))
+        return str(reply.decode())
+
+    # -- consumers -------------------------------------------------------------------
+
+    def consumer_single(self, stream: str) -> AsyncConsumer:
+        """The one consumer of ``stream``, named ``consumer-single``, reading in ID order."""
+        pool = self._config.pool_for_stream(stream)
+        return AsyncConsumer(
+            client=self._clients.client(pool.code), stream=stream, name=SINGLE_CONSUMER_NAME
+        )
+
+    def consumer_many(self, stream: str) -> AsyncConsumer:
+        """A new consumer of ``stream`` with a generated unique name, for parallel workers."""
+        pool = self._config.pool_for_stream(stream)
+        return AsyncConsumer(
+            client=self._clients.client(pool.code), stream=stream, name=many_consumer_name()
+        )
+
+    # -- statistics ------------------------------------------------------------------
+
+    async def stream_statistics(self, stream: str) -> StreamStatistics:
+        """Length, oldest age, lag, pending and consumers of one stream (one round trip)."""
+        pool = self._config.pool_for_stream(stream)
+        group = GROUP_NAME
+        replies = await self._clients.client(pool.code).execute(
+            [
+                [b"TIME"],
+                [b"XINFO", b"STREAM", stream],
+                [b"XINFO", b"GROUPS", stream],
+                [b"XPENDING", stream, group],
+                [b"XINFO", b"CONSUMERS", stream, group],
+            ]
+        )
+        time_reply, info_stream, info_groups, pending, info_consumers = replies
+        if isinstance(info_stream, RedisReplyError):
+            if "no such key" not in str(info_stream):
+                raise info_stream
+            info_stream = info_groups = pending = info_consumers = None
+        for reply in (info_groups, pending, info_consumers):
+            if isinstance(reply, RedisReplyError) and not isinstance(reply, NoGroupError):
+                raise reply
+        if isinstance(pending, NoGroupError) or isinstance(info_consumers, NoGroupError):
+            pending = info_consumers = None
+        return build_statistics(
+            stream=stream,
+            pool=pool.code,
+            time_reply=time_reply,
+            info_stream=info_stream,
+            info_groups=info_groups,
+            pending_summary=pending,
+            info_consumers=info_consumers,
+        )
+
+    async def streams_statistics(self, *streams: str) -> list[StreamStatistics]:
+        """Statistics of the named streams, or of every configured stream in config order."""
+        names = streams or self._config.streams
+        return [await self.stream_statistics(name) for name in names]

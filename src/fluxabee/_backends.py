@@ -1,0 +1,136 @@
+"""The only place where sync and asyncio differ: sleeping, waiting and calling handlers.
+
+The asyncio shell (``_async/``) calls ``AsyncBackend``; ``scripts/unasync.py`` rewrites
+that name to ``SyncBackend`` in the generated sync shell (``_sync/``), whose methods are
+the same ones without ``async``. No event loop runs in a hidden thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class AsyncBackend:
+    """Waiting and handler calls for the asyncio shell."""
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        """Sleep without blocking the event loop."""
+        await asyncio.sleep(seconds)
+
+    @staticmethod
+    async def call(handler: Callable[..., Any], *args: Any) -> Any:
+        """Call a plain or ``async def`` handler and return its result."""
+        result = handler(*args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    @staticmethod
+    def new_flag() -> AsyncFlag:
+        """A settable flag that can be awaited with a timeout."""
+        return AsyncFlag()
+
+
+class SyncBackend:
+    """Waiting and handler calls for the sync shell."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        """Sleep the calling thread."""
+        time.sleep(seconds)
+
+    @staticmethod
+    def call(handler: Callable[..., Any], *args: Any) -> Any:
+        """Call a handler; a coroutine function is a mistake in the sync API."""
+        result = handler(*args)
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            from .errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                "the sync API got an async handler: use fluxabee.AsyncEngine for async def"
+            )
+        return result
+
+    @staticmethod
+    def new_flag() -> SyncFlag:
+        """A settable flag that can be waited on with a timeout."""
+        return SyncFlag()
+
+
+class AsyncFlag:
+    """A one-way flag (``set`` / ``is_set`` / ``wait``); set() is safe from any thread."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def set(self) -> None:
+        """Raise the flag and wake waiters."""
+        self._set = True
+        event, loop = self._event, self._loop
+        if event is None or loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    def is_set(self) -> bool:
+        """Whether the flag is raised."""
+        return self._set
+
+    def clear(self) -> None:
+        """Lower the flag."""
+        self._set = False
+        if self._event is not None:
+            self._event.clear()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the flag; return whether it is set."""
+        if self._set:
+            return True
+        if self._event is None:
+            self._event = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self._set
+
+
+class SyncFlag:
+    """A one-way flag (``set`` / ``is_set`` / ``wait``) for threads."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        """Raise the flag and wake waiters."""
+        self._event.set()
+
+    def is_set(self) -> bool:
+        """Whether the flag is raised."""
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        """Lower the flag."""
+        self._event.clear()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the flag; return whether it is set."""
+        return self._event.wait(timeout)

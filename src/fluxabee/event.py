@@ -1,0 +1,103 @@
+"""The :class:`Event` handed to consumer handlers. Pure: the IO of ``ack`` is injected.
+
+``Event`` is generic in what ``ack()`` returns: ``None`` for the sync API (the default,
+so a plain ``Event`` annotation means the sync one) and an awaitable for asyncio, so
+``event.ack()`` and ``await event.ack()`` are both typed right by one class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
+
+from . import codec
+from .errors import DecodeError
+
+T = TypeVar("T")
+#: What ``Event.ack()`` returns: ``None`` (sync) or ``Awaitable[None]`` (asyncio).
+AckT = TypeVar("AckT", default=None)
+
+_UNSET: Any = object()
+
+
+class Event(Generic[AckT]):
+    """One stream entry delivered to a handler.
+
+    ``id`` and ``stream`` name the entry; ``body`` is the decoded MessagePack value
+    (decoded on first access and cached); ``meta`` holds the other fields;
+    ``delivery_count`` is 1 on the first delivery. ``ack()`` acknowledges and deletes the
+    entry at once and is idempotent; events a handler leaves un-acked are acked in one
+    round trip when the handler returns.
+    """
+
+    __slots__ = ("_acker", "_body", "acked", "delivery_count", "id", "meta", "raw_body", "stream")
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        stream: str,
+        raw_body: bytes | None,
+        meta: dict[str, str],
+        acker: Callable[[Event[AckT]], AckT],
+        delivery_count: int = 1,
+    ) -> None:
+        #: The entry ID, e.g. ``"1700000000000-0"``.
+        self.id = id
+        #: The stream the entry was read from.
+        self.stream = stream
+        #: The undecoded ``s`` field (``None`` when the entry has none).
+        self.raw_body = raw_body
+        #: Every field but ``s``, as text (non-UTF-8 bytes survive as surrogate escapes).
+        self.meta = meta
+        #: How many times Redis has delivered this entry (1 on the first delivery).
+        self.delivery_count = delivery_count
+        #: True once the event is acknowledged.
+        self.acked = False
+        self._acker = acker
+        self._body: Any = _UNSET
+
+    @property
+    def body(self) -> Any:
+        """The decoded body: dict, list, str, bytes, int, float, bool or ``None``.
+
+        Raises :class:`~fluxabee.DecodeError` (with ``.raw``) for an undecodable entry.
+        """
+        if self._body is _UNSET:
+            self._body = None if self.raw_body is None else codec.decode_body(self.raw_body)
+        return self._body
+
+    @property
+    def decodable(self) -> bool:
+        """Whether ``body`` can be decoded (never raises)."""
+        try:
+            self.body  # noqa: B018 - decoding is the point
+        except DecodeError:
+            return False
+        return True
+
+    def unserialize(self, cls: type[T]) -> T:
+        """The body as ``cls``: a dataclass, a pydantic model or a plain type."""
+        return codec.unserialize(self.body, cls)
+
+    def tag(self, key: str) -> str:
+        """The meta value of ``key``, ``""`` when the event has none."""
+        return self.meta.get(key, "")
+
+    def ack(self) -> AckT:
+        """Acknowledge and delete this entry now (idempotent). ``await`` it under asyncio."""
+        return self._acker(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Event(stream={self.stream!r}, id={self.id!r}, meta={self.meta!r}, "
+            f"delivery_count={self.delivery_count}, acked={self.acked})"
+        )
+
+
+#: The event type of the sync API (``ack()`` returns ``None``).
+SyncEvent = Event[None]
+#: The event type of the asyncio API (``await event.ack()``).
+AsyncEvent = Event[Awaitable[None]]
