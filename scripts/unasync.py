@@ -10,6 +10,7 @@ Never edit files under ``_sync/`` by hand.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,6 +58,22 @@ def convert(text: str) -> str:
     return text
 
 
+def tidy(text: str, filename: str) -> str:
+    """Sort imports and format the generated text with ruff (renames reorder imports)."""
+    ruff = [sys.executable, "-m", "ruff"]
+    for args in (
+        ["check", "--select", "I", "--fix", "--quiet", "--stdin-filename", filename, "-"],
+        ["format", "--quiet", "--stdin-filename", filename, "-"],
+    ):
+        done = subprocess.run(
+            ruff + args, input=text, capture_output=True, text=True, check=False, cwd=ROOT
+        )
+        if done.returncode not in (0, 1) or not done.stdout:
+            raise SystemExit(f"ruff failed on {filename}: {done.stderr}")
+        text = done.stdout
+    return text
+
+
 def expected() -> dict[Path, str]:
     """Every generated file and the text it must have."""
     out: dict[Path, str] = {}
@@ -65,7 +82,7 @@ def expected() -> dict[Path, str]:
             rel = src.relative_to(src_dir)
             dst = dst_dir / rel
             header = HEADER.format(src=src.relative_to(ROOT).as_posix())
-            out[dst] = header + convert(src.read_text())
+            out[dst] = tidy(header + convert(src.read_text()), dst.relative_to(ROOT).as_posix())
     return out
 
 

@@ -8,11 +8,14 @@ the same ones without ``async``. No event loop runs in a hidden thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from .errors import InvalidArgumentError
 
 
 class AsyncBackend:
@@ -53,8 +56,6 @@ class SyncBackend:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-            from .errors import InvalidArgumentError
-
             raise InvalidArgumentError(
                 "the sync API got an async handler: use fluxabee.AsyncEngine for async def"
             )
@@ -106,10 +107,8 @@ class AsyncFlag:
         if self._event is None:
             self._event = asyncio.Event()
             self._loop = asyncio.get_running_loop()
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
         return self._set
 
 

@@ -60,10 +60,7 @@ def many_consumer_name(now: _dt.datetime | None = None, rand: int | None = None)
     now = now or _dt.datetime.now(_dt.timezone.utc)
     if rand is None:
         rand = secrets.randbelow(10**MANY_CONSUMER_RANDOM_DIGITS)
-    return (
-        f"{MANY_CONSUMER_PREFIX}{now:%Y_%m_%d_%H_%M_%S}-"
-        f"{rand:0{MANY_CONSUMER_RANDOM_DIGITS}d}"
-    )
+    return f"{MANY_CONSUMER_PREFIX}{now:%Y_%m_%d_%H_%M_%S}-{rand:0{MANY_CONSUMER_RANDOM_DIGITS}d}"
 
 
 # -- RESP packing ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from ._constants import GROUP_NAME
 
 @cache
 def _source(name: str) -> bytes:
-    return resources.files("fluxabee").joinpath("lua", f"{name}.lua").read_bytes()
+    return resources.files("fluxabee").joinpath("lua").joinpath(f"{name}.lua").read_bytes()
 
 
 def cleanup_consumer(stream: str, consumer: str) -> list[bytes | str]:

@@ -69,7 +69,7 @@ def _text(value: Any) -> str:
 
 def _as_dict(flat: Any) -> dict[str, Any]:
     it = iter(flat or ())
-    return {_text(k): v for k, v in zip(it, it)}
+    return {_text(k): v for k, v in zip(it, it, strict=False)}
 
 
 def server_now_ms(time_reply: Any) -> float:

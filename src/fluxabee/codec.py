@@ -52,7 +52,8 @@ def encode_body(body: Any) -> bytes | None:
     if body is None:
         return None
     try:
-        return msgpack.packb(body, default=_default, use_bin_type=True)
+        packed: bytes = msgpack.packb(body, default=_default, use_bin_type=True)
+        return packed
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(f"cannot serialize body: {exc}") from exc
 
@@ -100,7 +101,9 @@ def entry_fields(body: Any, meta: Mapping[str, Any]) -> list[bytes]:
     return fields
 
 
-def split_fields(fields: Mapping[bytes, bytes] | list[bytes]) -> tuple[bytes | None, dict[str, str]]:
+def split_fields(
+    fields: Mapping[bytes, bytes] | list[bytes],
+) -> tuple[bytes | None, dict[str, str]]:
     """Split an entry's fields into the raw body bytes and the meta dict.
 
     Accepts redis-py's field dict or the flat list of the raw protocol. Meta that is not
@@ -113,15 +116,13 @@ def split_fields(fields: Mapping[bytes, bytes] | list[bytes]) -> tuple[bytes | N
         if key == _BODY_FIELD_B:
             raw = value
         else:
-            meta[key.decode("utf-8", "surrogateescape")] = value.decode(
-                "utf-8", "surrogateescape"
-            )
+            meta[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
     return raw, meta
 
 
 def _pairs(flat: list[bytes]) -> zip[tuple[bytes, bytes]]:
     it = iter(flat)
-    return zip(it, it)
+    return zip(it, it, strict=False)
 
 
 def unserialize(value: Any, cls: type[T]) -> T:
@@ -136,7 +137,9 @@ def unserialize(value: Any, cls: type[T]) -> T:
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(f"cannot unserialize into {getattr(cls, '__name__', cls)}: {exc}") from exc
+        raise DecodeError(
+            f"cannot unserialize into {getattr(cls, '__name__', cls)}: {exc}"
+        ) from exc
 
 
 def _convert(value: Any, cls: Any) -> Any:

@@ -237,7 +237,8 @@ class RedisPool:
     code: str = DEFAULT_POOL_CODE
     uri: str = "redis://127.0.0.1:6379"
     database: int | None = None
-    streams: tuple[str, ...] = ()
+    streams: Sequence[str] = ()
+    """Stream names on this pool (any sequence; stored as a tuple)."""
     _url: str = field(init=False, repr=False, compare=False)
     _db: int = field(init=False, repr=False, compare=False)
 
@@ -291,7 +292,8 @@ class Config:
     names must be unique across the config; at least one pool is required.
     """
 
-    redis_pools: tuple[RedisPool, ...]
+    redis_pools: Sequence[RedisPool]
+    """The pools (any sequence; stored as a tuple)."""
     _by_code: dict[str, RedisPool] = field(init=False, repr=False, compare=False)
     _by_stream: dict[str, RedisPool] = field(init=False, repr=False, compare=False)
 

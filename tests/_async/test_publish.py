@@ -20,7 +20,7 @@ from fluxabee import (
     UnknownStreamError,
     WrongTypeError,
 )
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 
 
 @dataclass
@@ -163,9 +163,10 @@ async def test_flush_to_a_key_of_another_type_keeps_the_event(
 async def test_unreachable_redis_is_a_broker_connection_error(
     make_config: Callable[..., Config],
 ) -> None:
-    from tests.servers import free_port
-
     config = make_config("s", url=f"redis://127.0.0.1:{free_port()}/0")
-    async with AsyncEngine(config) as engine:
+    engine = AsyncEngine(config)
+    try:
         with pytest.raises(BrokerConnectionError):
             await engine.new_context().event_broker().publish_now("s", "x")
+    finally:
+        await engine.aclose()

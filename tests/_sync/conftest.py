@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fluxabee import Engine, EventBroker, Config
+from fluxabee import Config, Engine, EventBroker
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from fluxabee import SyncEvent, EventBroker, InvalidArgumentError, WrongTypeError
+from fluxabee import EventBroker, InvalidArgumentError, SyncEvent, WrongTypeError
 
 
 @dataclass
@@ -223,9 +223,7 @@ def test_cleanup_removes_an_idle_consumer_but_keeps_one_holding_events(
     assert holding.cleanup() is True
 
 
-def test_consumer_context_manager_cleans_up(
-    broker: EventBroker, rclient: redis.Redis
-) -> None:
+def test_consumer_context_manager_cleans_up(broker: EventBroker, rclient: redis.Redis) -> None:
     publish(broker, "test-stream", ["a"])
     with broker.consumer_many("test-stream") as consumer:
         consumer.consume(10, 0, lambda events: None)

@@ -11,17 +11,17 @@ import pytest
 import redis
 
 from fluxabee import (
-    Engine,
-    EventBroker,
     BrokerConnectionError,
     Config,
+    Engine,
+    EventBroker,
     PartialFlushError,
     RedisPool,
     SerializationError,
     UnknownStreamError,
     WrongTypeError,
 )
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 
 
 @dataclass
@@ -51,9 +51,7 @@ def test_flush_sends_buffered_events_in_publish_order(
     assert broker.flush() == []
 
 
-def test_dataclass_body_is_a_msgpack_map_like_go(
-    broker: EventBroker, rclient: redis.Redis
-) -> None:
+def test_dataclass_body_is_a_msgpack_map_like_go(broker: EventBroker, rclient: redis.Redis) -> None:
     broker.publish_now("test-stream", Person(Name="a1", Age=3))
     raw = rclient.xrange("test-stream")[0][1][b"s"]
     assert msgpack.unpackb(raw) == {"Name": "a1", "Age": 3}
@@ -79,9 +77,7 @@ def test_bad_input_raises_at_publish_and_buffers_nothing(broker: EventBroker) ->
     assert broker.buffered == 1
 
 
-def test_publish_now_bypasses_the_buffer(
-    broker: EventBroker, rclient: redis.Redis
-) -> None:
+def test_publish_now_bypasses_the_buffer(broker: EventBroker, rclient: redis.Redis) -> None:
     broker.publish("test-stream", "buffered")
     new_id = broker.publish_now("test-stream", "now")
     assert rclient.xrange("test-stream")[0][0].decode() == new_id
@@ -164,9 +160,10 @@ def test_flush_to_a_key_of_another_type_keeps_the_event(
 def test_unreachable_redis_is_a_broker_connection_error(
     make_config: Callable[..., Config],
 ) -> None:
-    from tests.servers import free_port
-
     config = make_config("s", url=f"redis://127.0.0.1:{free_port()}/0")
-    with Engine(config) as engine:
+    engine = Engine(config)
+    try:
         with pytest.raises(BrokerConnectionError):
             engine.new_context().event_broker().publish_now("s", "x")
+    finally:
+        engine.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from fluxabee import SyncEvent, EventBroker, WrongTypeError
+from fluxabee import EventBroker, SyncEvent, WrongTypeError
 
 
 class Boom(Exception):

@@ -84,7 +84,11 @@ def test_normalized_url_is_understood_by_redis_py(uri: str) -> None:
     kwargs = redis.ConnectionPool.from_url(pool.url).connection_kwargs
     assert kwargs["db"] == pool.db
     if uri.startswith("rediss"):
-        assert (kwargs["host"], kwargs["port"], kwargs["username"]) == ("cache.example", 6380, "user")
+        assert (kwargs["host"], kwargs["port"], kwargs["username"]) == (
+            "cache.example",
+            6380,
+            "user",
+        )
         assert kwargs["password"] == "p@ss"
 
 
@@ -242,7 +246,10 @@ def test_lists_are_stored_as_tuples() -> None:
         ({"": {}}, "config['']"),
         ({"default": None}, "default:"),
         ({"default": ["x"]}, "default:"),
-        ({"default": {"mysql": "x"}}, "default.mysql: unknown key (expected one of: redis, streams)"),
+        (
+            {"default": {"mysql": "x"}},
+            "default.mysql: unknown key (expected one of: redis, streams)",
+        ),
         ({"default": {"redis": 6379}}, "default.redis"),
         ({"default": {"redis": None}}, "default.redis"),
         ({"default": {"streams": "s"}}, "default.streams: expected a list"),
@@ -264,7 +271,9 @@ def test_stream_on_two_pools_names_both_pools() -> None:
     assert "'a'" in message
     assert "'b'" in message
     message = _config_error(
-        lambda: Config(redis_pools=[RedisPool(code="a", streams=["s"]), RedisPool(code="b", streams=["s"])])
+        lambda: Config(
+            redis_pools=[RedisPool(code="a", streams=["s"]), RedisPool(code="b", streams=["s"])]
+        )
     )
     assert message.startswith("redis_pools[1].streams[0]")
     assert "'a'" in message

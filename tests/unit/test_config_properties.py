@@ -110,8 +110,11 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
     """A valid FluxaORM-layout dict: unique codes, each stream on one pool."""
     codes = draw(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=4, unique=True))
     streams = draw(st.lists(STREAM_NAMES, max_size=12, unique=True))
-    cuts = sorted(draw(st.lists(st.integers(0, len(streams)), min_size=len(codes) - 1,
-                                max_size=len(codes) - 1)))  # fmt: skip
+    cuts = sorted(
+        draw(
+            st.lists(st.integers(0, len(streams)), min_size=len(codes) - 1, max_size=len(codes) - 1)
+        )
+    )
     bounds = [0, *cuts, len(streams)]
     data: dict[str, Any] = {}
     for index, code in enumerate(codes):
@@ -134,8 +137,11 @@ def test_valid_config_round_trips(data: dict[str, Any]) -> None:
             assert config.pool_for_stream(stream) is pool
     assert list(config.streams) == [s for settings in data.values() for s in settings["streams"]]
     assert Config.from_yaml(yaml.safe_dump(data, sort_keys=False)) == config
-    rebuilt = Config(redis_pools=[RedisPool(code=p.code, uri=p.url, streams=p.streams)
-                                  for p in config.redis_pools])  # fmt: skip
+    rebuilt = Config(
+        redis_pools=[
+            RedisPool(code=p.code, uri=p.url, streams=p.streams) for p in config.redis_pools
+        ]
+    )
     assert [p.url for p in rebuilt.redis_pools] == [p.url for p in config.redis_pools]
 
 

@@ -158,9 +158,7 @@ class AsyncConsumer:
 
     # -- public API ------------------------------------------------------------------
 
-    async def consume(
-        self, count: int, block: float | _dt.timedelta, handler: AsyncHandler
-    ) -> int:
+    async def consume(self, count: int, block: float | _dt.timedelta, handler: AsyncHandler) -> int:
         """Read at most ``count`` events, waiting up to ``block``, and hand them over.
 
         Pending events of this consumer come first (oldest first). ``handler(events)`` is

@@ -89,12 +89,12 @@ class EventBroker:
                 self._clients.client(code).execute(commands, out=replies)
             except BrokerConnectionError as exc:
                 failure = failure or exc
-            for index, reply in zip(indexes, replies):
+            for index, reply in zip(indexes, replies, strict=False):
                 if isinstance(reply, bytes):
                     ids[index] = reply.decode()
                 elif isinstance(reply, RedisReplyError):
                     reply_error = reply_error or reply
-        unconfirmed = [item for item, new_id in zip(batch, ids) if new_id is None]
+        unconfirmed = [item for item, new_id in zip(batch, ids, strict=True) if new_id is None]
         self._buffer = unconfirmed + self._buffer
         if failure is not None:
             raise PartialFlushError(

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
-from redis.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+from redis.retry import Retry
 
 from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .._protocol import pack_commands

@@ -32,7 +32,7 @@ from .._protocol import (
 from .._scripts import cleanup_consumer
 from ..codec import split_fields
 from ..errors import NoGroupError, RedisReplyError
-from ..event import SyncEvent, Event
+from ..event import Event, SyncEvent
 from .client import PoolClient
 
 #: A batch handler: takes the events, may ack some; may be ``def`` under asyncio.
@@ -94,9 +94,7 @@ class Consumer:
     def _read_once(self, count: int, block_ms: int) -> list[Entry]:
         if self._pending_first:
             read = xreadgroup_command(self._stream, self._name, count, pending=True, block_ms=0)
-            replies = self._client.execute(
-                [read, pending_command(self._stream, self._name, count)]
-            )
+            replies = self._client.execute([read, pending_command(self._stream, self._name, count)])
             for reply in replies:
                 if isinstance(reply, RedisReplyError):
                     raise reply
@@ -159,9 +157,7 @@ class Consumer:
 
     # -- public API ------------------------------------------------------------------
 
-    def consume(
-        self, count: int, block: float | _dt.timedelta, handler: Handler
-    ) -> int:
+    def consume(self, count: int, block: float | _dt.timedelta, handler: Handler) -> int:
         """Read at most ``count`` events, waiting up to ``block``, and hand them over.
 
         Pending events of this consumer come first (oldest first). ``handler(events)`` is
@@ -180,9 +176,7 @@ class Consumer:
             return 0
         return self._hand_over(events, handler)
 
-    def autoclaim(
-        self, count: int, min_idle: float | _dt.timedelta, handler: Handler
-    ) -> int:
+    def autoclaim(self, count: int, min_idle: float | _dt.timedelta, handler: Handler) -> int:
         """Claim events pending on any consumer for longer than ``min_idle`` and handle them.
 
         Claims ``count`` per round (XAUTOCLAIM), follows the cursor to the end, hands each

@@ -1,0 +1,36 @@
+"""The public surface: everything exported from fluxabee/__init__.py, sorted, documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import fluxabee
+from fluxabee import errors
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert list(fluxabee.__all__) == sorted(fluxabee.__all__)
+    for name in fluxabee.__all__:
+        assert hasattr(fluxabee, name), name
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for name in fluxabee.__all__:
+        obj = getattr(fluxabee, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert inspect.getdoc(obj), name
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") and (
+                    inspect.isfunction(member) or isinstance(member, property)
+                ):
+                    assert inspect.getdoc(member), f"{name}.{attr}"
+
+
+def test_every_error_derives_from_the_root_and_none_shadows_a_builtin() -> None:
+    import builtins
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, fluxabee.FluxabeeError)
+        assert not hasattr(builtins, name), name
+        assert getattr(fluxabee, name) is cls

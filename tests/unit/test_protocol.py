@@ -1,0 +1,86 @@
+"""Pure protocol helpers: durations, names, RESP packing, reply parsing, statistics."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from fluxabee import InvalidArgumentError
+from fluxabee._protocol import (
+    many_consumer_name,
+    pack_command,
+    parse_pending_counts,
+    parse_xautoclaim,
+    parse_xreadgroup,
+    to_ms,
+    xreadgroup_command,
+)
+from fluxabee._stats import build_statistics
+
+
+def test_durations_accept_seconds_and_timedelta() -> None:
+    assert to_ms(1.5, "block") == 1500
+    assert to_ms(dt.timedelta(minutes=10), "min_idle") == 600_000
+    assert to_ms(0.0001, "block") == 1
+    assert to_ms(0, "block") == 0
+    for bad in (-1, float("inf"), float("nan"), "1", True):
+        with pytest.raises(InvalidArgumentError, match="block"):
+            to_ms(bad, "block")  # type: ignore[arg-type]
+
+
+def test_many_consumer_name_has_utc_time_and_16_digits() -> None:
+    when = dt.datetime(2025, 2, 11, 12, 23, 21, tzinfo=dt.timezone.utc)
+    assert many_consumer_name(when, 42) == "consumer-2025_02_11_12_23_21-0000000000000042"
+    assert many_consumer_name() != many_consumer_name()
+
+
+def test_pack_command_is_resp() -> None:
+    assert pack_command([b"XADD", "s", 12]) == b"*3\r\n$4\r\nXADD\r\n$1\r\ns\r\n$2\r\n12\r\n"
+
+
+def test_xreadgroup_blocks_only_for_new_events_and_never_with_block_0() -> None:
+    new = xreadgroup_command("s", "c", 10, pending=False, block_ms=500)
+    assert new[-5:] == [b"BLOCK", 500, b"STREAMS", "s", b">"]
+    assert b"BLOCK" not in xreadgroup_command("s", "c", 10, pending=False, block_ms=0)
+    assert xreadgroup_command("s", "c", 10, pending=True, block_ms=500)[-1] == b"0"
+
+
+def test_replies_parse_including_deleted_entries() -> None:
+    reply = [[b"s", [[b"1-0", [b"s", b"\xa1a"]], [b"2-0", None]]]]
+    entries = parse_xreadgroup(reply)
+    assert [(e.id, e.fields) for e in entries] == [("1-0", [b"s", b"\xa1a"]), ("2-0", None)]
+    assert parse_xreadgroup(None) == []
+
+
+def test_xautoclaim_parses_redis_6_2_and_7() -> None:
+    seven = parse_xautoclaim([b"0-0", [[b"1-0", [b"k", b"v"]]], [b"3-0"]])
+    six = parse_xautoclaim([b"5-0", [[b"1-0", [b"k", b"v"]]]])
+    assert (seven.cursor, seven.deleted) == ("0-0", ["3-0"])
+    assert (six.cursor, six.deleted, six.entries[0].id) == ("5-0", [], "1-0")
+
+
+def test_pending_counts() -> None:
+    assert parse_pending_counts([[b"1-0", b"c", 10, 3]]) == {"1-0": 3}
+
+
+def test_statistics_from_raw_replies() -> None:
+    now = [b"1700000010", b"0"]
+    info_stream = [b"length", 2, b"first-entry", [b"1700000000000-0", [b"s", b"x"]]]
+    groups = [[b"name", b"consumer_group", b"pending", 1, b"last-delivered-id",
+               b"1700000005000-0", b"lag", 1]]  # fmt: skip
+    stats = build_statistics(
+        stream="s",
+        pool="default",
+        time_reply=now,
+        info_stream=info_stream,
+        info_groups=groups,
+        pending_summary=[1, b"1700000004000-0", b"1700000004000-0", [[b"c", b"1"]]],
+        info_consumers=[[b"name", b"c", b"pending", 1, b"idle", 1500]],
+    )
+    assert stats.length == 2
+    assert stats.oldest_event_age == 10.0
+    assert stats.group is not None
+    assert stats.group.last_delivered_age == 5.0
+    assert stats.group.lowest_pending_age == 6.0
+    assert stats.group.consumers[0].idle == 1.5
