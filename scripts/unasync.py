@@ -30,6 +30,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\bAsyncBackend\b", "SyncBackend"),
     (r"\bAsyncEvent\b", "SyncEvent"),
+    (r"\bAsyncDeadLetter\b", "SyncDeadLetter"),
     (r"\bAsyncHandler\b", "Handler"),
     (r"\bAsyncEngine\b", "Engine"),
     (r"\bAsyncContext\b", "Context"),

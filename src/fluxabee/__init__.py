@@ -30,13 +30,15 @@ from .errors import (
     UnknownStreamError,
     WrongTypeError,
 )
-from .event import AsyncEvent, Event, SyncEvent
+from ._policy import RetryPolicy
+from .event import AsyncDeadLetter, AsyncEvent, DeadLetter, Event, SyncDeadLetter, SyncEvent
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncConsumer",
     "AsyncContext",
+    "AsyncDeadLetter",
     "AsyncEngine",
     "AsyncEvent",
     "AsyncEventBroker",
@@ -49,6 +51,7 @@ __all__ = [
     "ConsumerLockedError",
     "ConsumerStatistics",
     "Context",
+    "DeadLetter",
     "DecodeError",
     "Engine",
     "Event",
@@ -62,8 +65,10 @@ __all__ = [
     "PermissionDeniedError",
     "RedisPool",
     "RedisReplyError",
+    "RetryPolicy",
     "SerializationError",
     "StreamStatistics",
+    "SyncDeadLetter",
     "SyncEvent",
     "UnknownStreamError",
     "WrongTypeError",

@@ -12,10 +12,13 @@ import contextlib
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .errors import InvalidArgumentError
+
+#: Seconds to wait for a background helper to stop before giving up on it.
+JOIN_TIMEOUT = 15.0
 
 
 class AsyncBackend:
@@ -38,6 +41,19 @@ class AsyncBackend:
     def new_flag() -> AsyncFlag:
         """A settable flag that can be awaited with a timeout."""
         return AsyncFlag()
+
+    @staticmethod
+    def start_background(func: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+        """Run ``func()`` as a task of the running loop."""
+        return asyncio.get_running_loop().create_task(func())
+
+    @staticmethod
+    async def join_background(task: asyncio.Task[None]) -> None:
+        """Wait for a background task (its stop flag is already set); cancel if stuck."""
+        try:
+            await asyncio.wait_for(task, JOIN_TIMEOUT)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            task.cancel()
 
 
 class SyncBackend:
@@ -65,6 +81,19 @@ class SyncBackend:
     def new_flag() -> SyncFlag:
         """A settable flag that can be waited on with a timeout."""
         return SyncFlag()
+
+    @staticmethod
+    def start_background(func: Callable[[], None]) -> threading.Thread:
+        """Run ``func()`` in a daemon thread (not an event loop: plain blocking calls)."""
+        thread = threading.Thread(target=func, name="fluxabee-lock-keeper", daemon=True)
+        thread.start()
+        return thread
+
+    @staticmethod
+    def join_background(thread: threading.Thread) -> None:
+        """Wait for a background thread whose stop flag is already set."""
+        if thread is not threading.current_thread():
+            thread.join(JOIN_TIMEOUT)
 
 
 class AsyncFlag:

@@ -15,10 +15,37 @@ SINGLE_CONSUMER_NAME = "consumer-single"
 MANY_CONSUMER_PREFIX = "consumer-"
 #: How many random digits follow the UTC timestamp in a generated consumer name.
 MANY_CONSUMER_RANDOM_DIGITS = 16
-#: Suffix of a stream's dead-letter stream: ``<stream>:dead``.
+#: Suffix of a stream's dead-letter stream: ``{<stream>}:dead`` (same Cluster slot).
 DEAD_LETTER_SUFFIX = ":dead"
-#: Prefix of the key holding a ``consumer_single`` lock: ``fluxabee:lock:<stream>``.
-LOCK_KEY_PREFIX = "fluxabee:lock:"
+#: Suffix of the key holding a ``consumer_single`` lock: ``{<stream>}:lock``.
+LOCK_KEY_SUFFIX = ":lock"
+#: Dead-letter entry field: the last handler error.
+DEAD_ERROR_FIELD = "fluxabee-error"
+#: Dead-letter entry field: how many times the event was delivered.
+DEAD_DELIVERIES_FIELD = "fluxabee-deliveries"
+#: Dead-letter entry field: the event's ID in its source stream.
+DEAD_SOURCE_ID_FIELD = "fluxabee-source-id"
+#: Dead-letter entry field: when it was dead-lettered (ms since the epoch).
+DEAD_TIME_FIELD = "fluxabee-dead-at"
+
+#: Deliveries before an event goes to the dead letters (``RetryPolicy.max_deliveries``).
+DEFAULT_MAX_DELIVERIES = 10
+#: First retry delay in seconds (``RetryPolicy.backoff``), doubled per delivery.
+DEFAULT_BACKOFF = 1.0
+#: Longest retry delay in seconds (``RetryPolicy.max_backoff``).
+DEFAULT_MAX_BACKOFF = 60.0
+#: First reconnect delay of ``run()`` after a connection failure, seconds.
+RECONNECT_BASE_DELAY = 0.1
+#: Longest reconnect delay of ``run()``, seconds.
+RECONNECT_MAX_DELAY = 5.0
+#: Seconds a ``consumer_single`` lock lives without a refresh (refreshed every third).
+DEFAULT_LOCK_TTL = 10.0
+#: ``run()`` claims events pending on any consumer longer than this many seconds.
+DEFAULT_MIN_IDLE = 60.0
+#: ``run()`` blocks at most this long per read, so ``stop()`` is noticed quickly.
+RUN_BLOCK_SLICE = 1.0
+#: Most handler errors a consumer remembers (by event ID) for its dead letters.
+MAX_REMEMBERED_ERRORS = 10_000
 
 #: Default pool code when a config names none.
 DEFAULT_POOL_CODE = "default"
@@ -32,3 +59,5 @@ BLOCK_READ_MARGIN = 5.0
 DEFAULT_SOCKET_TIMEOUT = 10.0
 #: Most XPENDING rows read to learn the delivery counts of one autoclaim round.
 CLAIM_PENDING_SCAN = 100_000
+#: Dead letters moved per round trip by ``replay_dead_letters``.
+DEAD_LETTER_PAGE = 500

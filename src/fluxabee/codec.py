@@ -120,6 +120,14 @@ def split_fields(
     return raw, meta
 
 
+def join_fields(raw: bytes | None, meta: Mapping[str, str]) -> list[bytes]:
+    """The inverse of :func:`split_fields`: the original field bytes, ``s`` first."""
+    fields: list[bytes] = [] if raw is None else [_BODY_FIELD_B, raw]
+    for key, value in meta.items():
+        fields += (key.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
+    return fields
+
+
 def _pairs(flat: list[bytes]) -> zip[tuple[bytes, bytes]]:
     it = iter(flat)
     return zip(it, it, strict=False)

@@ -8,6 +8,7 @@ so a plain ``Event`` annotation means the sync one) and an awaitable for asyncio
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Generic
 
 from typing_extensions import TypeVar
@@ -101,3 +102,27 @@ class Event(Generic[AckT]):
 SyncEvent = Event[None]
 #: The event type of the asyncio API (``await event.ack()``).
 AsyncEvent = Event[Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DeadLetter(Generic[AckT]):
+    """An event that exceeded its retry policy, kept in ``{stream}:dead``.
+
+    ``event`` is the original event (its ``id`` is the source entry ID, ``raw_body`` and
+    ``meta`` the original bytes); ``event.ack()`` deletes the dead letter for good.
+    """
+
+    #: The entry ID in the dead-letter stream.
+    id: str
+    #: The original event, as it was in the source stream.
+    event: Event[AckT]
+    #: The last handler error recorded for it (type and message).
+    error: str
+    #: How many times it was handed to a handler before it was moved here.
+    deliveries: int
+
+
+#: A dead letter of the sync API.
+SyncDeadLetter = DeadLetter[None]
+#: A dead letter of the asyncio API (``await letter.event.ack()``).
+AsyncDeadLetter = DeadLetter[Awaitable[None]]

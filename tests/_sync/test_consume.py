@@ -141,9 +141,10 @@ def test_restarted_single_consumer_reads_its_pending_events_first(
     def crash(events: list[SyncEvent]) -> None:
         raise Boom
 
+    crashed = broker.consumer_single("test-stream")
     with pytest.raises(Boom):
-        broker.consumer_single("test-stream").consume(10, 0, crash)
-    broker.consumer_single("test-stream").cleanup()
+        crashed.consume(10, 0, crash)
+    assert crashed.cleanup() is False  # holds events: stays in the group, lock released
     publish(broker, "test-stream", ["c"])
 
     seen: list[SyncEvent] = []

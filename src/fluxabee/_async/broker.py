@@ -7,10 +7,12 @@ event Redis did not confirm: none is lost, and the library never resends one by 
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any, NamedTuple
 
-from .._constants import GROUP_NAME, SINGLE_CONSUMER_NAME
-from .._protocol import many_consumer_name, xadd_command
+from .._constants import DEFAULT_LOCK_TTL, DEFAULT_MIN_IDLE, GROUP_NAME, SINGLE_CONSUMER_NAME
+from .._policy import RetryPolicy
+from .._protocol import many_consumer_name, to_seconds, xadd_command
 from .._stats import StreamStatistics, build_statistics
 from ..codec import entry_fields
 from ..errors import (
@@ -22,6 +24,8 @@ from ..errors import (
 )
 from .client import AsyncClients
 from .consumer import AsyncConsumer
+from ..event import AsyncDeadLetter
+from .dead_letters import read_dead_letters, replay_dead_letters
 
 
 class _Buffered(NamedTuple):
@@ -113,19 +117,72 @@ class AsyncEventBroker:
 
     # -- consumers -------------------------------------------------------------------
 
-    def consumer_single(self, stream: str) -> AsyncConsumer:
-        """The one consumer of ``stream``, named ``consumer-single``, reading in ID order."""
+    def consumer_single(
+        self,
+        stream: str,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        lock_ttl: float | _dt.timedelta = DEFAULT_LOCK_TTL,
+    ) -> AsyncConsumer:
+        """The one consumer of ``stream``, named ``consumer-single``, reading in ID order.
+
+        It holds a lock in Redis (``{stream}:lock``, TTL ``lock_ttl``, refreshed in the
+        background) while it lives: while another live ``consumer_single`` holds the stream,
+        ``consume`` raises :class:`ConsumerLockedError` and ``run`` waits as a hot standby,
+        taking over within ``lock_ttl`` after the holder dies.
+        """
+        pool = self._config.pool_for_stream(stream)
+        consumer = AsyncConsumer(
+            client=self._clients.client(pool.code),
+            stream=stream,
+            name=SINGLE_CONSUMER_NAME,
+            retry_policy=retry_policy or RetryPolicy(),
+            min_idle=DEFAULT_MIN_IDLE,
+            lock_ttl=to_seconds(lock_ttl, "lock_ttl") or DEFAULT_LOCK_TTL,
+        )
+        self._clients.closables.add(consumer)
+        return consumer
+
+    def consumer_many(
+        self,
+        stream: str,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        min_idle: float | _dt.timedelta = DEFAULT_MIN_IDLE,
+    ) -> AsyncConsumer:
+        """A new consumer of ``stream`` with a generated unique name, for parallel workers.
+
+        ``min_idle`` is how long an event may stay pending on another consumer before
+        ``run`` claims it (default 60 s): keep it above your slowest handler.
+        """
         pool = self._config.pool_for_stream(stream)
         return AsyncConsumer(
-            client=self._clients.client(pool.code), stream=stream, name=SINGLE_CONSUMER_NAME
+            client=self._clients.client(pool.code),
+            stream=stream,
+            name=many_consumer_name(),
+            retry_policy=retry_policy or RetryPolicy(),
+            min_idle=to_seconds(min_idle, "min_idle"),
+            lock_ttl=None,
         )
 
-    def consumer_many(self, stream: str) -> AsyncConsumer:
-        """A new consumer of ``stream`` with a generated unique name, for parallel workers."""
+    # -- dead letters ----------------------------------------------------------------
+
+    async def dead_letters(self, stream: str, count: int = 100) -> list[AsyncDeadLetter]:
+        """The oldest ``count`` dead letters of ``stream`` (``{stream}:dead``), oldest first.
+
+        ``letter.event.ack()`` deletes a dead letter for good.
+        """
         pool = self._config.pool_for_stream(stream)
-        return AsyncConsumer(
-            client=self._clients.client(pool.code), stream=stream, name=many_consumer_name()
-        )
+        return await read_dead_letters(self._clients.client(pool.code), stream, count)
+
+    async def replay_dead_letters(self, stream: str) -> int:
+        """Re-publish every dead letter of ``stream`` to ``stream`` and remove it; how many.
+
+        Each is XADDed to the source first and deleted from the dead letters after Redis
+        confirmed it, so none is ever in neither place. Delivery counts start again at 1.
+        """
+        pool = self._config.pool_for_stream(stream)
+        return await replay_dead_letters(self._clients.client(pool.code), stream)
 
     # -- statistics ------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ pipeline of XADDs would duplicate events, so retrying is decided by fluxabee its
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,6 +93,8 @@ class AsyncClients:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._clients: dict[str, AsyncPoolClient] = {}
+        #: Consumers holding background work (a lock keeper), closed with the engine.
+        self.closables: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def client(self, code: str) -> AsyncPoolClient:
         """The client of pool ``code`` (no IO: connections open on first command)."""
@@ -101,7 +104,9 @@ class AsyncClients:
         return found
 
     async def aclose(self) -> None:
-        """Close every pool client."""
+        """Close live consumers (releasing their locks), then every pool client."""
+        for closable in list(self.closables):
+            await closable.aclose()
         clients, self._clients = list(self._clients.values()), {}
         for found in clients:
             await found.aclose()

@@ -1,38 +1,31 @@
-"""A consumer of one stream's ``consumer_group``: consume, autoclaim, cleanup.
+"""A consumer of one stream's ``consumer_group``: consume, autoclaim, run, cleanup.
 
-Rules (what is read first, what a reply means) live in the pure modules; this shell only
-sends commands and calls handlers. A consumer first re-reads its own pending entries
-(delivered before, never acked) and only then asks for new ones, on every call until the
-pending list is empty, so a crash, a restart or a handler error never strands an event.
+The reading rules live in :mod:`.reader` and the pure modules; this module is the public
+surface and the ``run`` loop: retries with backoff, poison isolation, claiming stale
+events, riding out outages, and (for ``consumer_single``) waiting as a hot standby.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from .._backends import AsyncBackend
-from .._constants import BLOCK_READ_MARGIN, CLAIM_PENDING_SCAN
-from .._protocol import (
-    Entry,
-    ack_commands,
-    check_count,
-    group_create_command,
-    parse_pending_counts,
-    parse_xautoclaim,
-    parse_xreadgroup,
-    pending_command,
-    to_ms,
-    xautoclaim_command,
-    xreadgroup_command,
-)
+from .._constants import RUN_BLOCK_SLICE
+from .._policy import RetryPolicy, reconnect_delay
+from .._protocol import check_count, to_ms, to_seconds
 from .._scripts import cleanup_consumer
-from ..codec import split_fields
-from ..errors import NoGroupError, RedisReplyError
-from ..event import AsyncEvent, Event
+from ..errors import BrokerConnectionError, ConsumerLockedError
+from ..event import AsyncEvent
 from .client import AsyncPoolClient
+from .lock import AsyncLock
+from .reader import AsyncReader
+
+logger = logging.getLogger("fluxabee")
 
 #: A batch handler: takes the events, may ack some; may be ``async def`` under asyncio.
 AsyncHandler = Callable[[list[AsyncEvent]], Any]
@@ -45,12 +38,26 @@ class AsyncConsumer:
     Use it as a context manager to call :meth:`cleanup` on exit.
     """
 
-    def __init__(self, *, client: AsyncPoolClient, stream: str, name: str) -> None:
+    def __init__(
+        self,
+        *,
+        client: AsyncPoolClient,
+        stream: str,
+        name: str,
+        retry_policy: RetryPolicy,
+        min_idle: float,
+        lock_ttl: float | None,
+    ) -> None:
         self._client = client
         self._stream = stream
         self._name = name
-        self._group_ready = False
-        self._pending_first = True
+        self._policy = retry_policy
+        self._min_idle = min_idle
+        self._lock = None if lock_ttl is None else AsyncLock(client, stream, lock_ttl)
+        self._reader = AsyncReader(
+            client=client, stream=stream, name=name, policy=retry_policy, lock=self._lock
+        )
+        self._stop = AsyncBackend.new_flag()
 
     @property
     def name(self) -> str:
@@ -62,101 +69,15 @@ class AsyncConsumer:
         """The stream this consumer reads."""
         return self._stream
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """When events go to the dead letters, and the backoff of ``run``."""
+        return self._policy
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} stream={self._stream!r} name={self._name!r}>"
 
-    # -- reading ---------------------------------------------------------------------
-
-    async def _ensure_group(self) -> None:
-        if self._group_ready:
-            return
-        reply = await self._client.execute([group_create_command(self._stream)])
-        if isinstance(reply[0], RedisReplyError) and reply[0].prefix != "BUSYGROUP":
-            raise reply[0]
-        self._group_ready = True
-
-    async def _read(self, count: int, block_ms: int) -> list[Entry]:
-        """Own pending entries first; new ones (blocking up to ``block_ms``) after."""
-        await self._ensure_group()
-        for attempt in (1, 2):
-            try:
-                return await self._read_once(count, block_ms)
-            except NoGroupError:
-                # The stream or group vanished (DEL, FLUSHALL, failover): recreate it.
-                self._group_ready = False
-                self._pending_first = True
-                if attempt == 2:
-                    raise
-                await self._ensure_group()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _read_once(self, count: int, block_ms: int) -> list[Entry]:
-        if self._pending_first:
-            read = xreadgroup_command(self._stream, self._name, count, pending=True, block_ms=0)
-            replies = await self._client.execute(
-                [read, pending_command(self._stream, self._name, count)]
-            )
-            for reply in replies:
-                if isinstance(reply, RedisReplyError):
-                    raise reply
-            entries = parse_xreadgroup(replies[0])
-            if entries:
-                counts = parse_pending_counts(replies[1])
-                return [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
-            self._pending_first = False
-        read = xreadgroup_command(self._stream, self._name, count, pending=False, block_ms=block_ms)
-        reply = await self._client.call(read, timeout=block_ms / 1000 + BLOCK_READ_MARGIN)
-        return parse_xreadgroup(reply)
-
-    def _events(self, entries: list[Entry]) -> tuple[list[AsyncEvent], list[str]]:
-        """Entries -> events; deleted entries still pending come back as IDs to ack."""
-        events: list[AsyncEvent] = []
-        gone: list[str] = []
-        for entry in entries:
-            if entry.fields is None:
-                gone.append(entry.id)
-                continue
-            raw, meta = split_fields(entry.fields)
-            events.append(
-                Event(
-                    id=entry.id,
-                    stream=self._stream,
-                    raw_body=raw,
-                    meta=meta,
-                    acker=self._ack_event,
-                    delivery_count=entry.deliveries,
-                )
-            )
-        return events, gone
-
-    # -- acking ----------------------------------------------------------------------
-
-    async def _ack_ids(self, ids: list[str]) -> None:
-        for reply in await self._client.execute(ack_commands(self._stream, ids)):
-            if isinstance(reply, RedisReplyError):
-                raise reply
-
-    async def _ack_event(self, event: AsyncEvent) -> None:
-        if event.acked:
-            return
-        await self._ack_ids([event.id])
-        event.acked = True
-
-    async def _hand_over(self, events: list[AsyncEvent], handler: AsyncHandler) -> int:
-        """Call the handler; ack what it left un-acked in one round trip when it returns."""
-        try:
-            await AsyncBackend.call(handler, events)
-        except BaseException:
-            self._pending_first = True  # what it did not ack is re-read first next time
-            raise
-        rest = [e for e in events if not e.acked]
-        if rest:
-            await self._ack_ids([e.id for e in rest])
-            for event in rest:
-                event.acked = True
-        return len(events)
-
-    # -- public API ------------------------------------------------------------------
+    # -- one batch ---------------------------------------------------------------------
 
     async def consume(self, count: int, block: float | _dt.timedelta, handler: AsyncHandler) -> int:
         """Read at most ``count`` events, waiting up to ``block``, and hand them over.
@@ -165,17 +86,16 @@ class AsyncConsumer:
         called once when there is a batch; events it leaves un-acked are acked when it
         returns; when it raises, they stay pending and the exception propagates unchanged.
         ``block`` is seconds or a ``timedelta``; ``0`` returns at once when nothing waits.
+        Events read more often than the retry policy allows go to the dead letters instead.
         Returns how many events were handed over (0 on timeout, without calling handler).
+        ``consumer_single`` raises :class:`ConsumerLockedError` while another one is live.
         """
         count = check_count(count)
         block_ms = to_ms(block, "block")
-        entries = await self._read(count, block_ms)
-        events, gone = self._events(entries)
-        if gone:
-            await self._ack_ids(gone)
+        events = await self._reader.events(await self._reader.read(count, block_ms))
         if not events:
             return 0
-        return await self._hand_over(events, handler)
+        return await self._reader.hand_over(events, handler)
 
     async def autoclaim(
         self, count: int, min_idle: float | _dt.timedelta, handler: AsyncHandler
@@ -188,39 +108,145 @@ class AsyncConsumer:
         """
         count = check_count(count)
         min_idle_ms = to_ms(min_idle, "min_idle")
-        await self._ensure_group()
         start, total = "0-0", 0
         while True:
-            command = xautoclaim_command(self._stream, self._name, min_idle_ms, start, count)
-            claimed = parse_xautoclaim(await self._client.call(command))
-            entries = claimed.entries
-            if entries:
-                first, last = entries[0].id, entries[-1].id
-                counts = parse_pending_counts(
-                    await self._client.call(
-                        pending_command(self._stream, self._name, CLAIM_PENDING_SCAN, first, last)
-                    )
-                )
-                entries = [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
-            events, gone = self._events(entries)
-            if gone:
-                await self._ack_ids(gone)
+            entries, cursor = await self._reader.claim(count, min_idle_ms, start)
+            events = await self._reader.events(entries)
             if events:
-                total += await self._hand_over(events, handler)
-            if claimed.cursor in ("0-0", "0"):
+                total += await self._reader.hand_over(events, handler)
+            if cursor in ("0-0", "0"):
                 return total
-            start = claimed.cursor
+            start = cursor
+
+    # -- the run loop ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in hand (thread- and signal-safe)."""
+        self._stop.set()
+
+    async def run(
+        self,
+        count: int,
+        block: float | _dt.timedelta,
+        handler: AsyncHandler,
+        *,
+        min_idle: float | _dt.timedelta | None = None,
+    ) -> int:
+        """Consume in a loop until :meth:`stop`; return how many events were handled.
+
+        - A handler error is logged with the event IDs and does not stop the loop; a failed
+          batch is retried one event at a time at once (so one poison event cannot drag the
+          healthy ones to the dead letters); what still fails stays pending and is handed
+          over again after the retry policy's backoff, until it goes to the dead letters.
+        - ``consumer_many`` also claims events pending on any consumer for longer than
+          ``min_idle`` (default: the consumer's, 60 s), every ``min_idle / 2``.
+        - ``consumer_single`` waits as a hot standby while another holds the stream.
+        - Connection failures are retried with capped, jittered backoff, logged once per
+          outage; a vanished group is recreated.
+        """
+        count = check_count(count)
+        block_s = to_seconds(block, "block")
+        idle = self._min_idle if min_idle is None else to_seconds(min_idle, "min_idle")
+        self._stop.clear()
+        total, outage_started, attempt = 0, 0.0, 0
+        next_claim = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self._lock is None and time.monotonic() >= next_claim:
+                        total += await self._claim_stale(count, idle, handler)
+                        next_claim = time.monotonic() + max(idle / 2, 0.01)
+                    total += await self._run_once(count, min(block_s, RUN_BLOCK_SLICE), handler)
+                except ConsumerLockedError:
+                    await self._stop.wait(self._lock.poll_interval if self._lock else 1.0)
+                    continue
+                except BrokerConnectionError as exc:
+                    attempt += 1
+                    if attempt == 1:
+                        outage_started = time.monotonic()
+                        logger.warning(
+                            "fluxabee: consumer %s of %s lost Redis (%s); retrying",
+                            self._name,
+                            self._stream,
+                            exc,
+                        )
+                    self._reader.reset()
+                    await self._stop.wait(reconnect_delay(attempt))
+                    continue
+                if attempt:
+                    logger.warning(
+                        "fluxabee: consumer %s of %s reconnected after %.1f s",
+                        self._name,
+                        self._stream,
+                        time.monotonic() - outage_started,
+                    )
+                    attempt = 0
+        finally:
+            if self._lock is not None:
+                await self._lock.release()
+        return total
+
+    async def _run_once(self, count: int, block_s: float, handler: AsyncHandler) -> int:
+        events = await self._reader.events(await self._reader.read(count, to_ms(block_s, "block")))
+        return await self._deliver(events, handler)
+
+    async def _claim_stale(self, count: int, min_idle: float, handler: AsyncHandler) -> int:
+        start, total, min_idle_ms = "0-0", 0, to_ms(min_idle, "min_idle")
+        while not self._stop.is_set():
+            entries, cursor = await self._reader.claim(count, min_idle_ms, start)
+            total += await self._deliver(await self._reader.events(entries), handler)
+            if cursor in ("0-0", "0"):
+                break
+            start = cursor
+        return total
+
+    async def _deliver(self, events: list[AsyncEvent], handler: AsyncHandler) -> int:
+        """Hand over with poison isolation and backoff; handler errors are logged, not raised."""
+        if not events:
+            return 0
+        failure = await self._reader.try_hand_over(events, handler)
+        if failure is None:
+            return len(events)
+        _log_failure(self._stream, events, failure)
+        handled = 0
+        if len(events) > 1:  # isolate the poison: retry the rest one event at a time
+            for event in events:
+                if event.acked:
+                    continue
+                failure = await self._reader.try_hand_over([event], handler)
+                if failure is None:
+                    handled += 1
+                    continue
+                _log_failure(self._stream, [event], failure)
+                if self._lock is not None:
+                    break  # consumer_single keeps order: the rest waits behind it
+        failed = [e for e in events if not e.acked]
+        if failed:
+            delay = self._policy.delay(max(e.delivery_count for e in failed))
+            if self._lock is not None:
+                await self._stop.wait(delay)
+            else:
+                self._reader.pending_due = time.monotonic() + delay
+        return handled
+
+    # -- leaving -----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Release the ``consumer_single`` lock (if held) and stop refreshing it."""
+        if self._lock is not None:
+            await self._lock.release()
 
     async def cleanup(self) -> bool:
         """Leave the group without losing anything; returns whether the name was removed.
 
         A consumer that still holds pending entries stays in the group with them (so
         ``autoclaim`` or a restarted ``consumer_single`` gets them); one that holds none is
-        deleted, atomically (a Lua script checks and deletes in one step). The consumer can
-        go on consuming afterwards.
+        deleted, atomically (a Lua script checks and deletes in one step). The lock of a
+        ``consumer_single`` is released. The consumer can go on consuming afterwards.
         """
+        await self.aclose()
         result = await self._client.call(cleanup_consumer(self._stream, self._name))
-        self._pending_first = True
+        self._reader.pending_first = True
         return bool(result == 1)
 
     async def __aenter__(self) -> AsyncConsumer:
@@ -233,3 +259,14 @@ class AsyncConsumer:
         tb: TracebackType | None,
     ) -> None:
         await self.cleanup()
+
+
+def _log_failure(stream: str, events: list[AsyncEvent], exc: BaseException) -> None:
+    logger.error(
+        "fluxabee: handler failed on %d events of %s (ids %s): %r",
+        len(events),
+        stream,
+        ", ".join(e.id for e in events[:20]) + (" ..." if len(events) > 20 else ""),
+        exc,
+        exc_info=exc,
+    )

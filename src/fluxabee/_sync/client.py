@@ -9,6 +9,7 @@ pipeline of XADDs would duplicate events, so retrying is decided by fluxabee its
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,6 +94,8 @@ class Clients:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._clients: dict[str, PoolClient] = {}
+        #: Consumers holding background work (a lock keeper), closed with the engine.
+        self.closables: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def client(self, code: str) -> PoolClient:
         """The client of pool ``code`` (no IO: connections open on first command)."""
@@ -102,7 +105,9 @@ class Clients:
         return found
 
     def close(self) -> None:
-        """Close every pool client."""
+        """Close live consumers (releasing their locks), then every pool client."""
+        for closable in list(self.closables):
+            closable.close()
         clients, self._clients = list(self._clients.values()), {}
         for found in clients:
             found.close()
