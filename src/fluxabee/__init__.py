@@ -9,6 +9,7 @@ FluxaORM's, so Go and Python services share streams.
 from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
+from ._policy import RetryPolicy
 from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
 from ._sync.consumer import Consumer, Handler
@@ -26,11 +27,11 @@ from .errors import (
     PartialFlushError,
     PermissionDeniedError,
     RedisReplyError,
+    RedisUnavailableError,
     SerializationError,
     UnknownStreamError,
     WrongTypeError,
 )
-from ._policy import RetryPolicy
 from .event import AsyncDeadLetter, AsyncEvent, DeadLetter, Event, SyncDeadLetter, SyncEvent
 
 __version__ = "0.1.0"
@@ -65,6 +66,7 @@ __all__ = [
     "PermissionDeniedError",
     "RedisPool",
     "RedisReplyError",
+    "RedisUnavailableError",
     "RetryPolicy",
     "SerializationError",
     "StreamStatistics",

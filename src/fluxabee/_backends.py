@@ -17,6 +17,8 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
+#: How often a sync wait looks at its flag, seconds.
+FLAG_POLL = 0.02
 #: Seconds to wait for a background helper to stop before giving up on it.
 JOIN_TIMEOUT = 15.0
 
@@ -142,23 +144,34 @@ class AsyncFlag:
 
 
 class SyncFlag:
-    """A one-way flag (``set`` / ``is_set`` / ``wait``) for threads."""
+    """A one-way flag (``set`` / ``is_set`` / ``wait``) for threads and signal handlers.
+
+    ``set`` only assigns a bool, so it is safe inside a signal handler that interrupts a
+    ``wait`` or ``clear`` (a ``threading.Event`` would deadlock on its own lock there);
+    ``wait`` polls in short slices instead.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._set = False
 
     def set(self) -> None:
-        """Raise the flag and wake waiters."""
-        self._event.set()
+        """Raise the flag (waiters notice within one poll slice)."""
+        self._set = True
 
     def is_set(self) -> bool:
         """Whether the flag is raised."""
-        return self._event.is_set()
+        return self._set
 
     def clear(self) -> None:
         """Lower the flag."""
-        self._event.clear()
+        self._set = False
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the flag; return whether it is set."""
-        return self._event.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not self._set:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(FLAG_POLL, remaining))
+        return self._set

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._constants import (
+    DEAD_DELIVERIES_FIELD,
     DEAD_ERROR_FIELD,
     DEAD_LETTER_SUFFIX,
     DEAD_SOURCE_ID_FIELD,
@@ -21,7 +22,6 @@ from ._constants import (
     LOCK_KEY_SUFFIX,
     RECONNECT_BASE_DELAY,
     RECONNECT_MAX_DELAY,
-    DEAD_DELIVERIES_FIELD,
 )
 from ._protocol import to_seconds
 from .errors import InvalidArgumentError
@@ -86,7 +86,7 @@ class RetryPolicy:
 
 
 def reconnect_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
-    """Capped exponential backoff with jitter (50-100 %) for reconnect attempt ``attempt`` (>= 1)."""
+    """Seconds before reconnect attempt ``attempt`` (>= 1): capped doubling, 50-100 % jitter."""
     raw: float = min(RECONNECT_MAX_DELAY, RECONNECT_BASE_DELAY * 2.0 ** min(attempt - 1, 30))
     return raw * (0.5 + 0.5 * rand())
 

@@ -24,7 +24,7 @@ def cleanup_consumer(stream: str, consumer: str) -> list[bytes | str]:
 
 
 def read_single(
-    stream: str, lock: str, token: str, ttl_ms: int, consumer: str, count: int, *, pending: bool
+    stream: str, lock: str, *, token: str, ttl_ms: int, consumer: str, count: int, pending: bool
 ) -> list[bytes | str | int]:
     """Read the group under the lock (see ``lua/read_single.lua`` for the reply)."""
     return [

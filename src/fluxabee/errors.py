@@ -14,8 +14,9 @@
     │   └── PartialFlushError           flush failed part-way; ``.ids`` says what landed
     └── RedisReplyError                 Redis answered with an error reply; ``.prefix``
         ├── WrongTypeError              a key of another type where a stream should be
-        ├── NoGroupError                the stream or its consumer group vanished
-        └── PermissionDeniedError       the ACL user may not run the command (NOPERM)
+        ├── NoGroupError                the stream or its group vanished (NOGROUP, UNBLOCKED)
+        ├── PermissionDeniedError       the ACL user may not run the command (NOPERM)
+        └── RedisUnavailableError       READONLY, LOADING, BUSY, MASTERDOWN, CLUSTERDOWN...
 
 Redis errors never leak: the IO shells translate redis-py's exceptions once, at the
 edge, with :func:`translate_redis_errors` (``raise ... from exc`` keeps the cause).
@@ -120,11 +121,24 @@ class PermissionDeniedError(RedisReplyError):
     """The ACL user is not allowed to run a command or touch a key (NOPERM)."""
 
 
+class RedisUnavailableError(RedisReplyError):
+    """Redis cannot serve the command right now: a replica after failover (READONLY),
+    LOADING, BUSY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN. ``run`` treats it as an outage."""
+
+
 #: Redis error-reply prefixes mapped to the exception that stands for them (coredis style).
 _REPLY_ERRORS: dict[str, type[RedisReplyError]] = {
     "WRONGTYPE": WrongTypeError,
     "NOGROUP": NoGroupError,
+    # Redis 7 wakes a blocked XREADGROUP with UNBLOCKED when its stream is deleted.
+    "UNBLOCKED": NoGroupError,
     "NOPERM": PermissionDeniedError,
+    "READONLY": RedisUnavailableError,
+    "MASTERDOWN": RedisUnavailableError,
+    "CLUSTERDOWN": RedisUnavailableError,
+    "TRYAGAIN": RedisUnavailableError,
+    "BUSY": RedisUnavailableError,
+    "LOADING": RedisUnavailableError,
 }
 
 
@@ -185,6 +199,7 @@ __all__ = [
     "PartialFlushError",
     "PermissionDeniedError",
     "RedisReplyError",
+    "RedisUnavailableError",
     "SerializationError",
     "UnknownStreamError",
     "WrongTypeError",

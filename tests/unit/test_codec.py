@@ -6,7 +6,6 @@ import dataclasses
 import enum
 from typing import Any
 
-import msgpack
 import pydantic
 import pytest
 from hypothesis import given

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import inspect
 
 import fluxabee
@@ -27,8 +28,6 @@ def test_every_public_name_has_a_docstring() -> None:
 
 
 def test_every_error_derives_from_the_root_and_none_shadows_a_builtin() -> None:
-    import builtins
-
     for name in errors.__all__:
         cls = getattr(errors, name)
         assert issubclass(cls, fluxabee.FluxabeeError)

@@ -22,9 +22,9 @@ from ..errors import (
     PartialFlushError,
     RedisReplyError,
 )
+from ..event import AsyncDeadLetter
 from .client import AsyncClients
 from .consumer import AsyncConsumer
-from ..event import AsyncDeadLetter
 from .dead_letters import read_dead_letters, replay_dead_letters
 
 

@@ -19,7 +19,7 @@ from .._constants import RUN_BLOCK_SLICE
 from .._policy import RetryPolicy, reconnect_delay
 from .._protocol import check_count, to_ms, to_seconds
 from .._scripts import cleanup_consumer
-from ..errors import BrokerConnectionError, ConsumerLockedError
+from ..errors import BrokerConnectionError, ConsumerLockedError, RedisUnavailableError
 from ..event import AsyncEvent
 from .client import AsyncPoolClient
 from .lock import AsyncLock
@@ -141,8 +141,10 @@ class AsyncConsumer:
         - ``consumer_many`` also claims events pending on any consumer for longer than
           ``min_idle`` (default: the consumer's, 60 s), every ``min_idle / 2``.
         - ``consumer_single`` waits as a hot standby while another holds the stream.
-        - Connection failures are retried with capped, jittered backoff, logged once per
-          outage; a vanished group is recreated.
+        - Connection failures (and READONLY / LOADING / BUSY / ...) are retried with capped,
+          jittered backoff, logged once per outage; a vanished stream or group is
+          recreated. Other Redis errors (a key of the wrong type, missing ACL permissions)
+          and ``BaseException`` from the handler propagate: they need a human.
         """
         count = check_count(count)
         block_s = to_seconds(block, "block")
@@ -160,7 +162,7 @@ class AsyncConsumer:
                 except ConsumerLockedError:
                     await self._stop.wait(self._lock.poll_interval if self._lock else 1.0)
                     continue
-                except BrokerConnectionError as exc:
+                except (BrokerConnectionError, RedisUnavailableError) as exc:
                     attempt += 1
                     if attempt == 1:
                         outage_started = time.monotonic()

@@ -123,10 +123,10 @@ class AsyncReader:
             command = read_single(
                 self._stream,
                 lock.key,
-                lock.token,
-                lock.ttl_ms,
-                self._name,
-                count,
+                token=lock.token,
+                ttl_ms=lock.ttl_ms,
+                consumer=self._name,
+                count=count,
                 pending=self.pending_first,
             )
             reply = await self._client.call(command)

@@ -1,0 +1,1 @@
+"""Chaos tests: real processes, SIGKILLs and server restarts (see ``run_chaos``)."""
