@@ -37,6 +37,8 @@ SUBS: list[tuple[str, str]] = [
     (r"\bAsyncEventBroker\b", "EventBroker"),
     (r"\bAsyncConsumer\b", "Consumer"),
     (r"\bAsyncPoolClient\b", "PoolClient"),
+    (r"\bAsyncConnection\b", "Connection"),
+    (r"\bAsyncStream\b", "SyncStream"),
     (r"\bAsyncClients\b", "Clients"),
     (r"\bAsyncLock\b", "Lock"),
     (r"\bAsyncFlag\b", "SyncFlag"),

@@ -10,13 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ._connparams import ConnParams
 from .errors import InvalidArgumentError
 
+#: Seconds a write may take before the connection is given up.
+WRITE_TIMEOUT = 30.0
+#: Bytes asked of the socket per read.
+READ_SIZE = 65536
 #: How often a sync wait looks at its flag, seconds.
 FLAG_POLL = 0.02
 #: Seconds to wait for a background helper to stop before giving up on it.
@@ -43,6 +50,21 @@ class AsyncBackend:
     def new_flag() -> AsyncFlag:
         """A settable flag that can be awaited with a timeout."""
         return AsyncFlag()
+
+    @staticmethod
+    async def open_stream(params: ConnParams, timeout: float) -> AsyncStream:
+        """Open a TCP / TLS / unix connection to Redis."""
+        if params.path:
+            opening = asyncio.open_unix_connection(params.path)
+        else:
+            opening = asyncio.open_connection(
+                params.host,
+                params.port,
+                ssl=params.tls,
+                server_hostname=params.server_hostname if params.tls else None,
+            )
+        reader, writer = await asyncio.wait_for(opening, timeout)
+        return AsyncStream(reader, writer)
 
     @staticmethod
     def start_background(func: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
@@ -83,6 +105,26 @@ class SyncBackend:
     def new_flag() -> SyncFlag:
         """A settable flag that can be waited on with a timeout."""
         return SyncFlag()
+
+    @staticmethod
+    def open_stream(params: ConnParams, timeout: float) -> SyncStream:
+        """Open a TCP / TLS / unix connection to Redis."""
+        sock: socket.socket
+        if params.path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(params.path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((params.host, params.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if params.tls is not None:
+                sock = params.tls.wrap_socket(sock, server_hostname=params.server_hostname)
+        return SyncStream(sock)
 
     @staticmethod
     def start_background(func: Callable[[], None]) -> threading.Thread:
@@ -175,3 +217,67 @@ class SyncFlag:
                 break
             time.sleep(min(FLAG_POLL, remaining))
         return self._set
+
+
+class AsyncStream:
+    """A connection's byte stream under asyncio."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family != socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    async def write(self, data: bytes) -> None:
+        """Send all of ``data``."""
+        self._writer.write(data)
+        await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT)
+
+    async def read(self, timeout: float | None) -> bytes:
+        """Some bytes (``b""`` at EOF), waiting up to ``timeout`` seconds (None: forever)."""
+        if timeout is None:
+            return await self._reader.read(READ_SIZE)
+        return await asyncio.wait_for(self._reader.read(READ_SIZE), timeout)
+
+    async def stale(self) -> bool:
+        """Whether the peer closed this idle connection (lets the loop notice EOF first)."""
+        await asyncio.sleep(0)
+        return self._reader.at_eof() or self._writer.is_closing()
+
+    async def close(self) -> None:
+        """Close the connection; never raises."""
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+
+class SyncStream:
+    """A connection's byte stream for the sync API (a plain socket)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def write(self, data: bytes) -> None:
+        """Send all of ``data``."""
+        self._sock.settimeout(WRITE_TIMEOUT)
+        self._sock.sendall(data)
+
+    def read(self, timeout: float | None) -> bytes:
+        """Some bytes (``b""`` at EOF), waiting up to ``timeout`` seconds (None: forever)."""
+        self._sock.settimeout(timeout)
+        return self._sock.recv(READ_SIZE)
+
+    def stale(self) -> bool:
+        """Whether this idle connection is readable: EOF or stray bytes, so unusable."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def close(self) -> None:
+        """Close the connection; never raises."""
+        with contextlib.suppress(OSError):
+            self._sock.close()

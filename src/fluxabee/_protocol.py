@@ -93,6 +93,38 @@ def pack_commands(commands: Iterable[Sequence[bytes | str | int | float]]) -> by
     return b"".join(pack_command(c) for c in commands)
 
 
+def xadd_header(stream: str) -> bytes:
+    """The fixed part of ``XADD <stream> *`` in RESP, cached per stream by the broker."""
+    name = stream.encode()
+    return b"$4\r\nXADD\r\n$%d\r\n%b\r\n$1\r\n*\r\n" % (len(name), name)
+
+
+def pack_xadd(header: bytes, fields: Sequence[bytes]) -> bytes:
+    """``XADD <stream> * field value ...`` in RESP, from :func:`xadd_header`."""
+    if len(fields) == 2 and fields[0] == b"s":
+        body = fields[1]
+        return b"*5\r\n%b$1\r\ns\r\n$%d\r\n%b\r\n" % (header, len(body), body)
+    parts = [b"$%d\r\n%b\r\n" % (len(f), f) for f in fields]
+    return b"*%d\r\n%b%b" % (len(fields) + 3, header, b"".join(parts))
+
+
+def pack_ack(stream: str, ids: Sequence[str]) -> bytes:
+    """``XACK <stream> consumer_group ids...`` + ``XDEL <stream> ids...`` in RESP."""
+    name = stream.encode()
+    args = b"".join([b"$%d\r\n%b\r\n" % (len(i), i) for i in (x.encode() for x in ids)])
+    key = b"$%d\r\n%b\r\n" % (len(name), name)
+    return b"*%d\r\n$4\r\nXACK\r\n%b$%d\r\n%b\r\n%b*%d\r\n$4\r\nXDEL\r\n%b%b" % (
+        len(ids) + 3,
+        key,
+        len(_GROUP_B),
+        _GROUP_B,
+        args,
+        len(ids) + 2,
+        key,
+        args,
+    )
+
+
 def xadd_command(stream: bytes, fields: Sequence[bytes]) -> list[bytes]:
     """``XADD <stream> * field value ...``."""
     return [b"XADD", stream, b"*", *fields]
@@ -115,11 +147,6 @@ def xreadgroup_command(
         cmd += [b"BLOCK", block_ms]
     cmd += [b"STREAMS", stream, b"0" if pending else b">"]
     return cmd
-
-
-def ack_commands(stream: str, ids: Sequence[str | bytes]) -> list[list[bytes | str]]:
-    """XACK then XDEL of the same IDs: one round trip keeps length == backlog."""
-    return [[b"XACK", stream, _GROUP_B, *ids], [b"XDEL", stream, *ids]]
 
 
 def pending_command(
@@ -152,11 +179,7 @@ def parse_entries(raw: Any) -> list[Entry]:
     """``[[id, [f, v, ...]], ...]`` -> entries (deleted ones keep ``fields=None``)."""
     if not raw:
         return []
-    out = []
-    for item in raw:
-        entry_id, fields = item[0], item[1]
-        out.append(Entry(entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields))
-    return out
+    return [Entry(item[0].decode(), item[1]) for item in raw]
 
 
 def parse_xreadgroup(raw: Any) -> list[Entry]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import threading
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -21,7 +22,8 @@ from .errors import DecodeError, SerializationError
 
 T = TypeVar("T")
 
-_BODY_FIELD_B = BODY_FIELD.encode()
+#: ``s`` as bytes.
+BODY_FIELD_B = _BODY_FIELD_B = BODY_FIELD.encode()
 
 try:  # pydantic is optional: models are supported when it is installed.
     from pydantic import BaseModel as _BaseModel
@@ -44,17 +46,29 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot serialize object of type {type(obj).__name__}")
 
 
+_local = threading.local()
+
+
+def _new_packer() -> Any:
+    return msgpack.Packer(default=_default, use_bin_type=True, autoreset=True)
+
+
 def encode_body(body: Any) -> bytes | None:
     """Encode an event body as MessagePack; ``None`` stays ``None`` (no ``s`` field).
 
-    Raises :class:`SerializationError` for anything MessagePack cannot carry.
+    Raises :class:`SerializationError` for anything MessagePack cannot carry. One Packer
+    per thread is reused (creating one per call is most of the cost of a small body).
     """
     if body is None:
         return None
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = _new_packer()
     try:
-        packed: bytes = msgpack.packb(body, default=_default, use_bin_type=True)
+        packed: bytes = packer.pack(body)
         return packed
     except (TypeError, ValueError, OverflowError) as exc:
+        _local.packer = _new_packer()  # never reuse a packer that failed part-way
         raise SerializationError(f"cannot serialize body: {exc}") from exc
 
 
@@ -109,6 +123,8 @@ def split_fields(
     Accepts redis-py's field dict or the flat list of the raw protocol. Meta that is not
     UTF-8 is decoded with ``surrogateescape``, so it never raises and the bytes survive.
     """
+    if isinstance(fields, list) and len(fields) == 2 and fields[0] == _BODY_FIELD_B:
+        return fields[1], {}  # the common case: a body and no meta
     pairs: Any = fields.items() if isinstance(fields, Mapping) else _pairs(fields)
     raw: bytes | None = None
     meta: dict[str, str] = {}

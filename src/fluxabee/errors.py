@@ -28,6 +28,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import asyncio
+
+import hiredis
 import redis.exceptions as _rx
 
 
@@ -166,7 +169,7 @@ def translate(exc: BaseException) -> FluxabeeError | None:
         return reply_error(message)
     if isinstance(exc, (_rx.ConnectionError, _rx.TimeoutError, ConnectionError, TimeoutError)):
         return BrokerConnectionError(str(exc) or type(exc).__name__)
-    if isinstance(exc, OSError):
+    if isinstance(exc, (OSError, asyncio.TimeoutError, hiredis.ProtocolError, EOFError)):
         return BrokerConnectionError(str(exc) or type(exc).__name__)
     if isinstance(exc, _rx.RedisError):
         return BrokerConnectionError(str(exc) or type(exc).__name__)

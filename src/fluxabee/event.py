@@ -37,7 +37,6 @@ class Event(Generic[AckT]):
 
     def __init__(
         self,
-        *,
         id: str,
         stream: str,
         raw_body: bytes | None,

@@ -22,7 +22,7 @@ from .._constants import (
 from .._policy import RetryPolicy, dead_letter_fields, dead_letter_key, error_text
 from .._protocol import (
     Entry,
-    ack_commands,
+    pack_ack,
     group_create_command,
     parse_pending_counts,
     parse_xautoclaim,
@@ -33,8 +33,8 @@ from .._protocol import (
     xreadgroup_command,
 )
 from .._scripts import read_single
-from ..codec import join_fields, split_fields
-from ..errors import ConsumerLockedError, NoGroupError, RedisReplyError
+from ..codec import BODY_FIELD_B, join_fields, split_fields
+from ..errors import BrokerConnectionError, ConsumerLockedError, NoGroupError, RedisReplyError
 from ..event import AsyncEvent, Event
 from .client import AsyncPoolClient
 from .lock import AsyncLock
@@ -87,6 +87,9 @@ class AsyncReader:
         await self.ensure_group()
         try:
             return await self._read_once(count, block_ms)
+        except BrokerConnectionError:
+            self.pending_first = True  # a lost reply may have delivered entries to us
+            raise
         except NoGroupError:
             # The stream or group vanished (DEL, FLUSHALL, failover): recreate, read again.
             self.reset()
@@ -179,20 +182,19 @@ class AsyncReader:
         events: list[AsyncEvent] = []
         gone: list[str] = []
         dead: list[AsyncEvent] = []
-        for entry in entries:
-            if entry.fields is None:
-                gone.append(entry.id)
+        stream, acker, limit = self._stream, self.ack_event, self._policy.max_deliveries
+        raw: bytes | None
+        meta: dict[str, str]
+        for entry_id, fields, deliveries in entries:  # the hot loop of consuming: keep it lean
+            if fields is None:
+                gone.append(entry_id)
                 continue
-            raw, meta = split_fields(entry.fields)
-            event: AsyncEvent = Event(
-                id=entry.id,
-                stream=self._stream,
-                raw_body=raw,
-                meta=meta,
-                acker=self.ack_event,
-                delivery_count=entry.deliveries,
-            )
-            (dead if self._policy.exceeded(entry.deliveries) else events).append(event)
+            if len(fields) == 2 and fields[0] == BODY_FIELD_B:
+                raw, meta = fields[1], {}
+            else:
+                raw, meta = split_fields(fields)
+            event: AsyncEvent = Event(entry_id, stream, raw, meta, acker, deliveries)
+            (dead if deliveries > limit else events).append(event)
         if gone:
             await self.ack_ids(gone)
         if dead:
@@ -201,7 +203,8 @@ class AsyncReader:
 
     async def ack_ids(self, ids: list[str]) -> None:
         """XACK + XDEL of ``ids`` in one round trip."""
-        for reply in await self._client.execute(ack_commands(self._stream, ids)):
+        replies = await self._client.execute_packed(pack_ack(self._stream, ids), 2, retry_safe=True)
+        for reply in replies:
             if isinstance(reply, RedisReplyError):
                 raise reply
         for entry_id in ids:

@@ -9,30 +9,25 @@ event Redis did not confirm: none is lost, and the library never resends one by 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, NamedTuple
+from typing import Any
 
 from .._constants import DEFAULT_LOCK_TTL, DEFAULT_MIN_IDLE, GROUP_NAME, SINGLE_CONSUMER_NAME
 from .._policy import RetryPolicy
-from .._protocol import many_consumer_name, to_seconds, xadd_command
+from .._protocol import many_consumer_name, pack_xadd, to_seconds, xadd_header
 from .._stats import StreamStatistics, build_statistics
-from ..codec import entry_fields
+from ..codec import BODY_FIELD_B, encode_body, entry_fields
 from ..errors import (
     BrokerConnectionError,
     FluxabeeError,
     NoGroupError,
     PartialFlushError,
     RedisReplyError,
+    SerializationError,
 )
 from ..event import SyncDeadLetter
 from .client import Clients
 from .consumer import Consumer
 from .dead_letters import read_dead_letters, replay_dead_letters
-
-
-class _Buffered(NamedTuple):
-    pool: str
-    stream: bytes
-    fields: list[bytes]
 
 
 class EventBroker:
@@ -41,22 +36,35 @@ class EventBroker:
     def __init__(self, clients: Clients) -> None:
         self._clients = clients
         self._config = clients.config
-        self._buffer: list[_Buffered] = []
+        #: (pool code, packed XADD) per buffered event, in publish order.
+        self._buffer: list[tuple[str, bytes]] = []
+        #: stream -> (pool code, packed ``XADD <stream> *`` header).
+        self._targets: dict[str, tuple[str, bytes]] = {}
 
     # -- publishing ------------------------------------------------------------------
 
-    def _prepare(self, stream: str, body: Any, meta: dict[str, Any]) -> _Buffered:
-        pool = self._config.pool_for_stream(stream)
-        return _Buffered(pool.code, stream.encode(), entry_fields(body, meta))
+    def _pack(self, stream: str, body: Any, meta: dict[str, Any]) -> tuple[str, bytes]:
+        target = self._targets.get(stream)
+        if target is None:
+            pool = self._config.pool_for_stream(stream)
+            target = self._targets[stream] = (pool.code, xadd_header(stream))
+        if meta:
+            fields = entry_fields(body, meta)
+        else:
+            packed = encode_body(body)
+            if packed is None:
+                raise SerializationError("an event needs a body or at least one meta field")
+            fields = [BODY_FIELD_B, packed]
+        return target[0], pack_xadd(target[1], fields)
 
     def publish(self, stream: str, body: Any = None, **meta: str) -> None:
         """Buffer one event (no IO). ``meta`` values must be ``str``.
 
         Raises :class:`UnknownStreamError` for an undeclared stream and
         :class:`SerializationError` for a body that cannot be encoded; then nothing is
-        buffered.
+        buffered. The event is serialized here, so later changes to ``body`` do not leak in.
         """
-        self._buffer.append(self._prepare(stream, body, meta))
+        self._buffer.append(self._pack(stream, body, meta))
 
     @property
     def buffered(self) -> int:
@@ -75,29 +83,34 @@ class EventBroker:
         fails part-way, :class:`PartialFlushError` (a :class:`BrokerConnectionError`) is
         raised with the IDs that did land, and every event Redis did not confirm stays
         buffered for the next ``flush``. An error reply (say WRONGTYPE) raises that error
-        and keeps the refused events buffered too.
+        and keeps the refused events buffered too. Nothing is ever resent automatically.
         """
         batch, self._buffer = self._buffer, []
         if not batch:
             return []
         by_pool: dict[str, list[int]] = {}
         for index, item in enumerate(batch):
-            by_pool.setdefault(item.pool, []).append(index)
+            by_pool.setdefault(item[0], []).append(index)
         ids: list[str | None] = [None] * len(batch)
         failure: FluxabeeError | None = None
-        reply_error: RedisReplyError | None = None
+        reply_error: FluxabeeError | None = None
         for code, indexes in by_pool.items():
             replies: list[Any] = []
-            commands = [xadd_command(batch[i].stream, batch[i].fields) for i in indexes]
+            if len(by_pool) == 1:
+                payload = b"".join([item[1] for item in batch])
+            else:
+                payload = b"".join([batch[i][1] for i in indexes])
             try:
-                self._clients.client(code).execute(commands, out=replies)
+                self._clients.client(code).execute_packed(payload, len(indexes), out=replies)
             except BrokerConnectionError as exc:
                 failure = failure or exc
             for index, reply in zip(indexes, replies, strict=False):
                 if isinstance(reply, bytes):
                     ids[index] = reply.decode()
-                elif isinstance(reply, RedisReplyError):
+                else:
                     reply_error = reply_error or reply
+        if failure is None and reply_error is None:
+            return ids  # type: ignore[return-value] # every slot holds an ID
         unconfirmed = [item for item, new_id in zip(batch, ids, strict=True) if new_id is None]
         self._buffer = unconfirmed + self._buffer
         if failure is not None:
@@ -106,15 +119,16 @@ class EventBroker:
                 f"{len(unconfirmed)} stay buffered: {failure}",
                 ids,
             ) from failure
-        if reply_error is not None:
-            raise reply_error
-        return [new_id for new_id in ids if new_id is not None]
+        assert reply_error is not None
+        raise reply_error
 
     def publish_now(self, stream: str, body: Any = None, **meta: str) -> str:
         """Send one event at once (bypassing the buffer) and return its entry ID."""
-        item = self._prepare(stream, body, meta)
-        reply = self._clients.client(item.pool).call(xadd_command(item.stream, item.fields))
-        return str(reply.decode())
+        code, packed = self._pack(stream, body, meta)
+        reply = (self._clients.client(code).execute_packed(packed, 1))[0]
+        if not isinstance(reply, bytes):
+            raise reply
+        return reply.decode()
 
     # -- consumers -------------------------------------------------------------------
 
