@@ -242,7 +242,12 @@ class AsyncStream:
         return await asyncio.wait_for(self._reader.read(READ_SIZE), timeout)
 
     async def stale(self) -> bool:
-        """Whether the peer closed this idle connection (lets the loop notice EOF first)."""
+        """Whether the peer closed this idle connection (lets the loop notice EOF first).
+
+        Two loop turns: in the first the selector reports the socket readable and queues
+        the transport's read callback behind this task; in the second that callback runs.
+        """
+        await asyncio.sleep(0)
         await asyncio.sleep(0)
         return self._reader.at_eof() or self._writer.is_closing()
 

@@ -23,7 +23,6 @@ from fluxabee import (
     AsyncEngine,
     AsyncEvent,
     AsyncEventBroker,
-    BrokerConnectionError,
     Config,
     PartialFlushError,
     RedisPool,
@@ -432,15 +431,10 @@ async def test_given_appendonly_when_redis_is_sigkilled_then_every_confirmed_eve
         async def handle(events: list[AsyncEvent]) -> None:
             handled.extend((e.id, e.delivery_count) for e in events)
 
-        connection_errors = 0
-        while True:
-            try:
-                if not await consumer.consume(25, 0, handle):
-                    break
-            except BrokerConnectionError:
-                # The pooled connection died with the old process; a caller retries.
-                connection_errors += 1
-                assert connection_errors == 1, "more than one failure after the restart"
+        # The pooled connection died with the old process: it is detected (or the read,
+        # which is safe to repeat, is retried once on a new connection), so no error.
+        while await consumer.consume(25, 0, handle):
+            pass
 
     assert acked == ids[:30]
     # The ten pending ones first (delivered twice now), then the 60 never delivered.

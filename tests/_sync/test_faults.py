@@ -21,7 +21,6 @@ import redis
 
 import fluxabee._sync.consumer as consumer_module
 from fluxabee import (
-    BrokerConnectionError,
     Config,
     Engine,
     EventBroker,
@@ -433,15 +432,10 @@ def test_given_appendonly_when_redis_is_sigkilled_then_every_confirmed_event_is_
         def handle(events: list[SyncEvent]) -> None:
             handled.extend((e.id, e.delivery_count) for e in events)
 
-        connection_errors = 0
-        while True:
-            try:
-                if not consumer.consume(25, 0, handle):
-                    break
-            except BrokerConnectionError:
-                # The pooled connection died with the old process; a caller retries.
-                connection_errors += 1
-                assert connection_errors == 1, "more than one failure after the restart"
+        # The pooled connection died with the old process: it is detected (or the read,
+        # which is safe to repeat, is retried once on a new connection), so no error.
+        while consumer.consume(25, 0, handle):
+            pass
 
     assert acked == ids[:30]
     # The ten pending ones first (delivered twice now), then the 60 never delivered.

@@ -78,7 +78,8 @@ class AsyncReader:
         """``XGROUP CREATE ... 0 MKSTREAM`` once; BUSYGROUP is fine, WRONGTYPE is not."""
         if self._group_ready:
             return
-        reply = (self._client.execute([group_create_command(self._stream)]))[0]
+        command = group_create_command(self._stream)
+        reply = (self._client.execute([command], retry_safe=True))[0]
         if isinstance(reply, RedisReplyError) and reply.prefix != "BUSYGROUP":
             raise reply
         self._group_ready = True
@@ -103,7 +104,9 @@ class AsyncReader:
         now = time.monotonic()
         if self.pending_first and now >= self.pending_due:
             read = xreadgroup_command(self._stream, self._name, count, pending=True, block_ms=0)
-            replies = self._client.execute([read, pending_command(self._stream, self._name, count)])
+            replies = self._client.execute(
+                [read, pending_command(self._stream, self._name, count)], retry_safe=True
+            )
             for reply in replies:
                 if isinstance(reply, RedisReplyError):
                     raise reply
