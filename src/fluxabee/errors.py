@@ -25,10 +25,9 @@ No name shadows a builtin (redis-py's ``ConnectionError`` is the warning).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import asyncio
 
 import hiredis
 import redis.exceptions as _rx

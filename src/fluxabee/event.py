@@ -35,7 +35,7 @@ class Event(Generic[AckT]):
 
     __slots__ = ("_acker", "_body", "acked", "delivery_count", "id", "meta", "raw_body", "stream")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - positional: built once per event on the hot path
         self,
         id: str,
         stream: str,

@@ -22,8 +22,8 @@ from .._constants import (
 from .._policy import RetryPolicy, dead_letter_fields, dead_letter_key, error_text
 from .._protocol import (
     Entry,
-    pack_ack,
     group_create_command,
+    pack_ack,
     parse_pending_counts,
     parse_xautoclaim,
     parse_xreadgroup,
