@@ -96,6 +96,8 @@ class RedisServer:
                 try:
                     if client.ping():
                         return self
+                except redis.exceptions.AuthenticationError:
+                    return self  # it answers: it just wants a password (--requirepass)
                 except redis.exceptions.BusyLoadingError:
                     pass
                 except redis.exceptions.ConnectionError:

@@ -144,9 +144,11 @@ _REPLY_ERRORS: dict[str, type[RedisReplyError]] = {
 }
 
 
-def reply_error(message: str) -> RedisReplyError:
-    """Build the right :class:`RedisReplyError` subclass for a Redis error message."""
+def reply_error(message: str) -> RedisReplyError | BrokerAuthenticationError:
+    """The fluxabee error for a Redis error reply (WRONGPASS / NOAUTH: authentication)."""
     prefix = message.split(" ", 1)[0].upper() if message else ""
+    if prefix in ("WRONGPASS", "NOAUTH"):
+        return BrokerAuthenticationError(message)
     return _REPLY_ERRORS.get(prefix, RedisReplyError)(message)
 
 
@@ -163,8 +165,6 @@ def translate(exc: BaseException) -> FluxabeeError | None:
         code = getattr(exc, "status_code", None)  # redis-py strips known prefixes (ERR ...)
         if code and not message.startswith(str(code)):
             message = f"{code} {message}"
-        if message.startswith(("WRONGPASS", "NOAUTH")):
-            return BrokerAuthenticationError(message)
         return reply_error(message)
     if isinstance(exc, (_rx.ConnectionError, _rx.TimeoutError, ConnectionError, TimeoutError)):
         return BrokerConnectionError(str(exc) or type(exc).__name__)

@@ -22,6 +22,7 @@ from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .._protocol import pack_commands
 from ..config import Config, RedisPool
 from ..errors import (
+    BrokerAuthenticationError,
     BrokerConnectionError,
     FluxabeeError,
     RedisReplyError,
@@ -78,6 +79,8 @@ class AsyncConnection:
                 continue
             if isinstance(reply, _ErrorReply):
                 reply = reply_error(str(reply))
+                if isinstance(reply, BrokerAuthenticationError):
+                    raise reply  # the connection is unusable; the caller closes it
             out.append(reply)
             done += 1
 

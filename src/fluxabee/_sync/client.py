@@ -23,6 +23,7 @@ from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .._protocol import pack_commands
 from ..config import Config, RedisPool
 from ..errors import (
+    BrokerAuthenticationError,
     BrokerConnectionError,
     FluxabeeError,
     RedisReplyError,
@@ -77,6 +78,8 @@ class Connection:
                 continue
             if isinstance(reply, _ErrorReply):
                 reply = reply_error(str(reply))
+                if isinstance(reply, BrokerAuthenticationError):
+                    raise reply  # the connection is unusable; the caller closes it
             out.append(reply)
             done += 1
 
