@@ -84,27 +84,24 @@ def run_server(
         for _ in range(attempts):
             port = _free_port()
             url = f"redis://127.0.0.1:{port}/0"
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", workdir,
-                    "--daemonize", "no",
-                    "--loglevel", "warning",
-                    "--logfile", log_path,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            options = {
+                "port": str(port),
+                "bind": "127.0.0.1",
+                "save": "",
+                "appendonly": "no",
+                "dir": workdir,
+                "daemonize": "no",
+                "loglevel": "warning",
+                "logfile": log_path,
+            }
+            argv = [binary]
+            for key, value in options.items():
+                argv += [f"--{key}", value]
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 if _wait_ping(url, proc, startup_timeout):
                     break
-                last_error = (
-                    f"redis-server on port {port} did not answer PING: {_tail(log_path)}"
-                )
+                last_error = f"redis-server on port {port} did not answer PING: {_tail(log_path)}"
             except BaseException:
                 _stop(proc)
                 raise

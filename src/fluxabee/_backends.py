@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from ._connparams import ConnParams
@@ -22,6 +22,8 @@ from .errors import InvalidArgumentError
 
 #: Seconds a write may take before the connection is given up.
 WRITE_TIMEOUT = 30.0
+#: Bytes per write when a pipeline is sent in parts (big pipelines are never joined whole).
+WRITE_CHUNK = 256 * 1024
 #: Bytes asked of the socket per read.
 READ_SIZE = 65536
 #: How often a sync wait looks at its flag, seconds.
@@ -219,6 +221,26 @@ class SyncFlag:
         return self._set
 
 
+def _chunks(parts: list[bytes]) -> Iterator[bytes]:
+    """Join small parts into writes of about ``WRITE_CHUNK`` bytes; big parts go alone."""
+    pending: list[bytes] = []
+    size = 0
+    for part in parts:
+        if len(part) >= WRITE_CHUNK:
+            if pending:
+                yield b"".join(pending)
+                pending, size = [], 0
+            yield part
+            continue
+        pending.append(part)
+        size += len(part)
+        if size >= WRITE_CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
 class AsyncStream:
     """A connection's byte stream under asyncio."""
 
@@ -230,8 +252,13 @@ class AsyncStream:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
-    async def write(self, data: bytes) -> None:
-        """Send all of ``data``."""
+    async def write(self, data: bytes | list[bytes]) -> None:
+        """Send all of ``data`` (a list is sent part after part, never joined whole)."""
+        if isinstance(data, list):
+            for chunk in _chunks(data):
+                self._writer.write(chunk)
+                await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT)
+            return
         self._writer.write(data)
         await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT)
 
@@ -264,9 +291,13 @@ class SyncStream:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
 
-    def write(self, data: bytes) -> None:
-        """Send all of ``data``."""
+    def write(self, data: bytes | list[bytes]) -> None:
+        """Send all of ``data`` (a list is sent part after part, never joined whole)."""
         self._sock.settimeout(WRITE_TIMEOUT)
+        if isinstance(data, list):
+            for chunk in _chunks(data):
+                self._sock.sendall(chunk)
+            return
         self._sock.sendall(data)
 
     def read(self, timeout: float | None) -> bytes:

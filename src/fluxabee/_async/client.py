@@ -64,7 +64,9 @@ class AsyncConnection:
             raise
         return conn
 
-    async def run(self, payload: bytes, count: int, out: list[Any], timeout: float | None) -> None:
+    async def run(
+        self, payload: bytes | list[bytes], count: int, out: list[Any], timeout: float | None
+    ) -> None:
         """Write ``payload`` (``count`` commands) and append their replies to ``out``."""
         await self._stream.write(payload)
         reader = self._reader
@@ -119,14 +121,15 @@ class AsyncPoolClient:
 
     async def execute_packed(
         self,
-        payload: bytes,
+        payload: bytes | list[bytes],
         count: int,
         *,
         out: list[Any] | None = None,
         timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
         retry_safe: bool = False,
     ) -> list[Any]:
-        """Send ``count`` pre-packed commands in one write and read one raw reply each.
+        """Send ``count`` pre-packed commands (bytes, or parts to send one after the
+        other) and read one raw reply each.
 
         An error reply becomes a :class:`RedisReplyError` in its slot (the others go on).
         A connection failure raises :class:`BrokerConnectionError`; the replies read before

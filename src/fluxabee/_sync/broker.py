@@ -97,9 +97,9 @@ class EventBroker:
         for code, indexes in by_pool.items():
             replies: list[Any] = []
             if len(by_pool) == 1:
-                payload = b"".join([item[1] for item in batch])
+                payload = [item[1] for item in batch]
             else:
-                payload = b"".join([batch[i][1] for i in indexes])
+                payload = [batch[i][1] for i in indexes]
             try:
                 self._clients.client(code).execute_packed(payload, len(indexes), out=replies)
             except BrokerConnectionError as exc:

@@ -1,0 +1,165 @@
+"""fluxabee's own benchmark cases: publish + flush, consume + decode + ack, latency.
+
+Every case takes ``(url, n)`` and returns events/second, timing only the hot part, on a
+fresh stream, with the same bodies as the raw redis-py baselines (``_bodies.make_body``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import statistics
+import threading
+import time
+from typing import Any
+
+import redis
+
+import fluxabee
+
+from ._bodies import DEFAULT_SIZE, make_body
+from .baselines import fresh_stream, prefill
+
+BATCH = 1000
+
+
+def _config(url: str, stream: str) -> fluxabee.Config:
+    return fluxabee.Config(redis_pools=[fluxabee.RedisPool(uri=url, streams=[stream])])
+
+
+def publish_sync(url: str, n: int, size: int = DEFAULT_SIZE) -> float:
+    """``publish`` x n + ``flush`` per 1000, sync ``Engine``."""
+    stream = fresh_stream("fx-pub-sync")
+    bodies = [make_body(size, i) for i in range(BATCH)]
+    with fluxabee.Engine(_config(url, stream)) as engine:
+        broker = engine.new_context().event_broker()
+        broker.publish_now(stream, "warm-up")
+        start = time.perf_counter()
+        done = 0
+        while done < n:
+            for body in bodies[: min(BATCH, n - done)]:
+                broker.publish(stream, body)
+            done += len(broker.flush())
+        return n / (time.perf_counter() - start)
+
+
+async def _publish_async(url: str, n: int, size: int) -> float:
+    stream = fresh_stream("fx-pub-async")
+    bodies = [make_body(size, i) for i in range(BATCH)]
+    async with fluxabee.AsyncEngine(_config(url, stream)) as engine:
+        broker = engine.new_context().event_broker()
+        await broker.publish_now(stream, "warm-up")
+        start = time.perf_counter()
+        done = 0
+        while done < n:
+            for body in bodies[: min(BATCH, n - done)]:
+                broker.publish(stream, body)
+            done += len(await broker.flush())
+        return n / (time.perf_counter() - start)
+
+
+def publish_async(url: str, n: int, size: int = DEFAULT_SIZE) -> float:
+    """``publish`` x n + ``await flush()`` per 1000, ``AsyncEngine``."""
+    return asyncio.run(_publish_async(url, n, size))
+
+
+def _prefilled(url: str, tag: str, n: int, size: int) -> str:
+    stream = fresh_stream(tag)
+    client = redis.Redis.from_url(url)
+    try:
+        prefill(client, stream, n, size=size)
+    finally:
+        client.close()
+    return stream
+
+
+def _touch(events: list[Any]) -> None:
+    for event in events:
+        event.body  # noqa: B018 - decoding the body is part of the measured work
+
+
+def consume_sync(url: str, n: int, count: int = BATCH, size: int = DEFAULT_SIZE) -> float:
+    """``consume(count, 0, handler)`` decoding every body, auto-ack (XACK + XDEL)."""
+    stream = _prefilled(url, "fx-con-sync", n, size)
+    with fluxabee.Engine(_config(url, stream)) as engine:
+        consumer = engine.new_context().event_broker().consumer_many(stream)
+        start = time.perf_counter()
+        done = 0
+        while done < n:
+            done += consumer.consume(count, 0, _touch)
+        return n / (time.perf_counter() - start)
+
+
+async def _consume_async(url: str, n: int, count: int, size: int) -> float:
+    stream = _prefilled(url, "fx-con-async", n, size)
+    async with fluxabee.AsyncEngine(_config(url, stream)) as engine:
+        consumer = engine.new_context().event_broker().consumer_many(stream)
+        start = time.perf_counter()
+        done = 0
+        while done < n:
+            done += await consumer.consume(count, 0, _touch)
+        return n / (time.perf_counter() - start)
+
+
+def consume_async(url: str, n: int, count: int = BATCH, size: int = DEFAULT_SIZE) -> float:
+    """The asyncio version of :func:`consume_sync`."""
+    return asyncio.run(_consume_async(url, n, count, size))
+
+
+def _publish_at_rate(url: str, stream: str, n: int, rate: float) -> None:
+    """The latency publisher: its own process, so no GIL is shared with the consumer."""
+    with fluxabee.Engine(_config(url, stream)) as engine:
+        broker = engine.new_context().event_broker()
+        interval = 1.0 / rate
+        next_at = time.perf_counter()
+        for i in range(n):
+            next_at += interval
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            broker.publish_now(stream, {"i": i, "t": time.perf_counter()})
+
+
+def latency(url: str, n: int, rate: float = 1000.0) -> dict[str, float]:
+    """``publish_now`` -> handler latency at ``rate`` events/s with a blocking consumer.
+
+    A publisher process sends ``perf_counter()`` (CLOCK_MONOTONIC: one clock for every
+    process of the machine) in each body at a steady rate; this process runs
+    ``consumer.run(100, 1.0, handler)``. Returns p50 / p99 / p99.9 / mean in ms.
+    """
+    stream = fresh_stream("fx-latency")
+    latencies: list[float] = []
+    with fluxabee.Engine(_config(url, stream)) as engine:
+        consumer = engine.new_context().event_broker().consumer_many(stream)
+        consumer.consume(1, 0, _touch)  # creates the group before the first publish
+
+        def handler(events: list[fluxabee.Event]) -> None:
+            now = time.perf_counter()
+            latencies.extend(now - e.body["t"] for e in events)
+            if len(latencies) >= n:
+                consumer.stop()
+
+        publisher = multiprocessing.get_context("spawn").Process(
+            target=_publish_at_rate, args=(url, stream, n, rate)
+        )
+        publisher.start()
+        watchdog = threading.Timer(n / rate + 30, consumer.stop)  # a dead publisher
+        watchdog.start()
+        try:
+            consumer.run(100, 1.0, handler)
+        finally:
+            watchdog.cancel()
+            publisher.join(timeout=30)
+            if publisher.is_alive():
+                publisher.kill()
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    return {
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "mean_ms": statistics.fmean(ordered) * 1000,
+    }

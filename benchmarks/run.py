@@ -1,0 +1,247 @@
+"""The whole benchmark: fluxabee vs raw redis-py vs the Python peers, one command.
+
+``benchmarks/run.sh`` makes the benchmark's own environment and calls this module:
+it starts a throwaway redis-server, runs every case ``--runs`` times (default 5), prints a
+table (median, min, max and the ratio to the baseline measured in the same run) and
+writes ``benchmarks/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import baselines, fluxabee_cases
+from ._bodies import SIZES
+from ._report import Case, Result, measure
+from ._server import flush, run_server
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _summary(results: list[Result]) -> dict[str, Any]:
+    numbers = [r for r in results if isinstance(r, float)]
+    errors = [r for r in results if isinstance(r, str)]
+    if not numbers:
+        return {"error": errors[0] if errors else "no result", "runs": results}
+    return {
+        "median": statistics.median(numbers),
+        "min": min(numbers),
+        "max": max(numbers),
+        "runs": results,
+        "errors": errors,
+    }
+
+
+def _row(name: str, s: dict[str, Any], baseline: dict[str, Any] | None, base_name: str) -> str:
+    if "error" in s:
+        return f"| {name} | error: {str(s['error'])[:70]} | | | |"
+    ratio = ""
+    if baseline and "median" in baseline:
+        ratio = f"{s['median'] / baseline['median']:.2f}x {base_name}"
+    return f"| {name} | {s['median']:,.0f} | {s['min']:,.0f} | {s['max']:,.0f} | {ratio} |"
+
+
+def _section(
+    title: str,
+    url: str,
+    n: int,
+    runs: int,
+    cases: dict[str, tuple[Case, str | None]],
+    report: dict[str, Any],
+    lines: list[str],
+) -> None:
+    """Run ``name -> (case, baseline name)`` and add a table to ``lines``."""
+    print(f"== {title}", flush=True)
+    raw: dict[str, list[Result]] = {name: [] for name in cases}
+    for _ in range(runs):  # round robin, so drift of a noisy machine hits every case alike
+        for name, (case, _) in cases.items():
+            flush(url)
+            raw[name].append(measure(case, url, n))
+    section: dict[str, Any] = {}
+    for name in cases:
+        section[name] = _summary(raw[name])
+        shown = section[name].get("median", section[name].get("error"))
+        print(f"   {name}: {shown}", flush=True)
+    report[title] = section
+    lines += [
+        f"**{title}** (n={n:,}, {runs} runs, events/s)",
+        "",
+        "| case | median | min | max | ratio |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, (_, base) in cases.items():
+        lines.append(_row(name, section[name], section.get(base) if base else None, base or ""))
+    lines.append("")
+
+
+def _machine() -> dict[str, Any]:
+    server = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "redis_server": server,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+
+
+def _peer_cases() -> dict[str, tuple[Case, str | None]]:
+    try:
+        peers = importlib.import_module("benchmarks.peers")
+    except ImportError as exc:  # peers are only in the benchmark environment
+        print(f"   (peers skipped: {exc}; run benchmarks/run.sh)", flush=True)
+        return {}
+    out: dict[str, tuple[Case, str | None]] = {}
+    for name, case in peers.cases().items():
+        base = "fluxabee_publish_sync" if "publish" in name else "fluxabee_consume_sync"
+        out[name] = (case, base)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=20_000, help="events per run")
+    parser.add_argument("--runs", type=int, default=5, help="runs per case (>= 5 for reports)")
+    parser.add_argument(
+        "--peer-n", type=int, default=5_000, help="events per peer run (peers are slow)"
+    )
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args(argv)
+    n, runs = args.n, args.runs
+    report: dict[str, Any] = {"machine": _machine(), "n": n, "runs": runs}
+    lines: list[str] = []
+    with run_server() as url:
+        body = baselines.body_bytes(100)
+        _section(
+            "publish + flush, 100 B dict bodies, batches of 1000",
+            url,
+            n,
+            runs,
+            {
+                "raw_redis_py_sync": (lambda u, k: baselines.raw_publish_sync(u, k, body), None),
+                "raw_redis_py_async": (lambda u, k: baselines.raw_publish_async(u, k, body), None),
+                "fluxabee_sync": (fluxabee_cases.publish_sync, "raw_redis_py_sync"),
+                "fluxabee_async": (fluxabee_cases.publish_async, "raw_redis_py_async"),
+            },
+            report,
+            lines,
+        )
+        for count in (1000, 100, 10):
+            _section(
+                f"consume + decode + ack (XACK + XDEL), count {count}",
+                url,
+                n,
+                runs,
+                {
+                    "raw_redis_py_sync": (_bind(baselines.raw_consume_sync, count), None),
+                    "raw_redis_py_async": (_bind(baselines.raw_consume_async, count), None),
+                    "fluxabee_sync": (
+                        _bind(fluxabee_cases.consume_sync, count),
+                        "raw_redis_py_sync",
+                    ),
+                    "fluxabee_async": (
+                        _bind(fluxabee_cases.consume_async, count),
+                        "raw_redis_py_async",
+                    ),
+                },
+                report,
+                lines,
+            )
+        if not args.skip_peers:
+            peer_cases = _peer_cases()
+            if peer_cases:
+                own: dict[str, tuple[Case, str | None]] = {
+                    "fluxabee_publish_sync": (fluxabee_cases.publish_sync, None),
+                    "fluxabee_consume_sync": (fluxabee_cases.consume_sync, None),
+                }
+                _section(
+                    "Python peers, 100 B dict bodies (ratio = peer / fluxabee sync)",
+                    url,
+                    args.peer_n,
+                    runs,
+                    {**own, **peer_cases},
+                    report,
+                    lines,
+                )
+        for label, size in SIZES.items():
+            if label == "100B":
+                continue
+            sized_n = max(1000, min(n, (32 * 1024 * 1024) // size))
+            sized_body = baselines.body_bytes(size)
+            _section(
+                f"payload {label}",
+                url,
+                sized_n,
+                runs,
+                {
+                    "raw_redis_py_publish_sync": (
+                        lambda u, k, b=sized_body: baselines.raw_publish_sync(u, k, b),
+                        None,
+                    ),
+                    "fluxabee_publish_sync": (
+                        _sized(fluxabee_cases.publish_sync, size),
+                        "raw_redis_py_publish_sync",
+                    ),
+                    "fluxabee_publish_async": (_sized(fluxabee_cases.publish_async, size), None),
+                    "fluxabee_consume_sync": (_sized(fluxabee_cases.consume_sync, size), None),
+                    "fluxabee_consume_async": (_sized(fluxabee_cases.consume_async, size), None),
+                },
+                report,
+                lines,
+            )
+        print("== latency: publish_now -> handler at 1 000 events/s", flush=True)
+        latencies = []
+        for _ in range(runs):
+            flush(url)
+            latencies.append(fluxabee_cases.latency(url, min(n, 5000), 1000.0))
+        report["latency"] = latencies
+        lines += [
+            "**latency, publish_now -> handler, 1 000 events/s, blocking consumer (ms)**",
+            "",
+            "| run | p50 | p99 | p99.9 |",
+            "|---|---:|---:|---:|",
+        ]
+        for i, lat in enumerate(latencies, 1):
+            lines.append(
+                f"| {i} | {lat['p50_ms']:.3f} | {lat['p99_ms']:.3f} | {lat['p999_ms']:.3f} |"
+            )
+        lines.append("")
+    machine = report["machine"]
+    header = (
+        f"Measured {machine['date']} on {machine['platform']}, {machine['cpus']} CPUs, "
+        f"Python {machine['python']}, {machine['redis_server']}"
+    )
+    table = "\n".join([header, "", *lines])
+    print()
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, default=str))
+    (RESULTS / "latest.md").write_text(table + "\n")
+    print(f"\nwrote {RESULTS / 'latest.json'} and latest.md")
+    return 0
+
+
+def _bind(func: Callable[..., float], count: int) -> Case:
+    return lambda url, n: func(url, n, count)
+
+
+def _sized(func: Callable[..., float], size: int) -> Case:
+    return lambda url, n: func(url, n, size=size)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
