@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import msgpack
 import redis
 
 import fluxabee
@@ -120,6 +121,66 @@ def _publish_at_rate(url: str, stream: str, n: int, rate: float) -> None:
             broker.publish_now(stream, {"i": i, "t": time.perf_counter()})
 
 
+def _raw_publish_at_rate(url: str, stream: str, n: int, rate: float) -> None:
+    client = redis.Redis.from_url(url)
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
+    for i in range(n):
+        next_at += interval
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        client.xadd(stream, {"s": msgpack.packb({"i": i, "t": time.perf_counter()})})
+    client.close()
+
+
+def raw_latency(url: str, n: int, rate: float = 1000.0) -> dict[str, float]:
+    """The same measurement with raw redis-py on both sides (the machine's noise floor):
+    XADD in a publisher process; XREADGROUP BLOCK + XACK + XDEL here."""
+    stream = fresh_stream("raw-latency")
+    client = redis.Redis.from_url(url)
+    client.xgroup_create(stream, "consumer_group", id="0", mkstream=True)
+    publisher = multiprocessing.get_context("spawn").Process(
+        target=_raw_publish_at_rate, args=(url, stream, n, rate)
+    )
+    publisher.start()
+    latencies: list[float] = []
+    deadline = time.monotonic() + n / rate + 30
+    try:
+        while len(latencies) < n and time.monotonic() < deadline:
+            reply = client.xreadgroup("consumer_group", "c", {stream: ">"}, count=100, block=1000)
+            if not reply:
+                continue
+            now = time.perf_counter()
+            entries = reply[0][1]
+            latencies.extend(now - msgpack.unpackb(f[b"s"])["t"] for _, f in entries)
+            ids = [entry_id for entry_id, _ in entries]
+            pipe = client.pipeline(transaction=False)
+            pipe.xack(stream, "consumer_group", *ids)
+            pipe.xdel(stream, *ids)
+            pipe.execute()
+    finally:
+        publisher.join(timeout=30)
+        if publisher.is_alive():
+            publisher.kill()
+        client.close()
+    return _percentiles(latencies)
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    return {
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "mean_ms": statistics.fmean(ordered) * 1000,
+    }
+
+
 def latency(url: str, n: int, rate: float = 1000.0) -> dict[str, float]:
     """``publish_now`` -> handler latency at ``rate`` events/s with a blocking consumer.
 
@@ -152,14 +213,4 @@ def latency(url: str, n: int, rate: float = 1000.0) -> dict[str, float]:
             publisher.join(timeout=30)
             if publisher.is_alive():
                 publisher.kill()
-    ordered = sorted(latencies)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
-
-    return {
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "p999_ms": pct(0.999),
-        "mean_ms": statistics.fmean(ordered) * 1000,
-    }
+    return _percentiles(latencies)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -62,3 +64,38 @@ def test_stop_from_a_signal_handler_ends_run(broker: EventBroker) -> None:
         assert consumer.run(10, 30.0, handler) == 1
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def keepers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "fluxabee-lock-keeper"]
+
+
+def test_the_lock_keeper_thread_lives_exactly_as_long_as_the_lock(broker: EventBroker) -> None:
+    assert keepers() == []
+    consumer = broker.consumer_single("test-stream", lock_ttl=0.3)
+    assert consumer.consume(1, 0, print) == 0
+    assert len(keepers()) == 1
+    consumer.cleanup()
+    assert keepers() == []
+
+    def stop_at_once(events: list[SyncEvent]) -> None:
+        consumer.stop()
+
+    broker.publish_now("test-stream", "x")
+    assert consumer.run(1, 0.01, stop_at_once) == 1  # run takes the lock, then releases it
+    assert keepers() == []
+
+
+def test_a_single_consumer_dropped_without_cleanup_frees_the_stream(
+    broker: EventBroker, rclient: redis.Redis
+) -> None:
+    consumer = broker.consumer_single("test-stream", lock_ttl=3.0)
+    consumer.consume(1, 0, print)
+    assert rclient.exists("{test-stream}:lock") == 1
+    del consumer
+    gc.collect()
+    deadline = time.monotonic() + 2.5  # the keeper looks every second; the TTL is 3 s
+    while rclient.exists("{test-stream}:lock") and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for a condition, with a deadline
+    assert rclient.exists("{test-stream}:lock") == 0  # released by the keeper, before its TTL
+    assert keepers() == []

@@ -147,16 +147,15 @@ class EventBroker:
         taking over within ``lock_ttl`` after the holder dies.
         """
         pool = self._config.pool_for_stream(stream)
-        consumer = Consumer(
+        return Consumer(
             client=self._clients.client(pool.code),
             stream=stream,
             name=SINGLE_CONSUMER_NAME,
             retry_policy=retry_policy or RetryPolicy(),
             min_idle=DEFAULT_MIN_IDLE,
             lock_ttl=to_seconds(lock_ttl, "lock_ttl") or DEFAULT_LOCK_TTL,
+            locks=self._clients.locks,
         )
-        self._clients.closables.add(consumer)
-        return consumer
 
     def consumer_many(
         self,
@@ -178,6 +177,7 @@ class EventBroker:
             retry_policy=retry_policy or RetryPolicy(),
             min_idle=to_seconds(min_idle, "min_idle"),
             lock_ttl=None,
+            locks=self._clients.locks,
         )
 
     # -- dead letters ----------------------------------------------------------------

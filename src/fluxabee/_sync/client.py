@@ -11,7 +11,6 @@ turns out to be dead before it answered anything.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -197,8 +196,8 @@ class Clients:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._clients: dict[str, PoolClient] = {}
-        #: Consumers holding background work (a lock keeper), closed with the engine.
-        self.closables: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: Locks being kept in the background; the engine releases them when it closes.
+        self.locks: set[Any] = set()
 
     def client(self, code: str) -> PoolClient:
         """The client of pool ``code`` (no IO: connections open on first command)."""
@@ -208,9 +207,9 @@ class Clients:
         return found
 
     def close(self) -> None:
-        """Close live consumers (releasing their locks), then every pool client."""
-        for closable in list(self.closables):
-            closable.close()
+        """Release the locks still kept (stopping their keepers), then close every client."""
+        for lock in list(self.locks):
+            lock.release()
         clients, self._clients = list(self._clients.values()), {}
         for found in clients:
             found.close()

@@ -48,13 +48,16 @@ class Consumer:
         retry_policy: RetryPolicy,
         min_idle: float,
         lock_ttl: float | None,
+        locks: set[Any],
     ) -> None:
         self._client = client
         self._stream = stream
         self._name = name
         self._policy = retry_policy
         self._min_idle = min_idle
-        self._lock = None if lock_ttl is None else Lock(client, stream, lock_ttl)
+        self._lock = (
+            None if lock_ttl is None else Lock(client, stream, lock_ttl, owner=self, registry=locks)
+        )
         self._reader = AsyncReader(
             client=client, stream=stream, name=name, policy=retry_policy, lock=self._lock
         )
@@ -107,6 +110,8 @@ class Consumer:
         """
         count = check_count(count)
         min_idle_ms = to_ms(min_idle, "min_idle")
+        if self._lock is not None and not self._lock.refresh():
+            raise ConsumerLockedError(f"stream {self._stream!r} is held by another consumer_single")
         start, total = "0-0", 0
         while True:
             entries, cursor = self._reader.claim(count, min_idle_ms, start)

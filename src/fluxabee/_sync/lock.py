@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import time
+import weakref
 from typing import Any
 
 from .._backends import SyncBackend
@@ -35,8 +36,20 @@ def _new_token() -> str:
 class Lock:
     """A TTL lock on one stream, held by one ``consumer_single`` object."""
 
-    def __init__(self, client: PoolClient, stream: str, ttl: float) -> None:
+    def __init__(
+        self,
+        client: PoolClient,
+        stream: str,
+        ttl: float,
+        *,
+        owner: object,
+        registry: set[Any],
+    ) -> None:
         self._client = client
+        #: The consumer; when it is garbage-collected the keeper releases the lock.
+        self._owner = weakref.ref(owner)
+        #: The engine's set of kept locks, so closing the engine releases this one.
+        self._registry = registry
         self.key = lock_key(stream)
         self.token = _new_token()
         self.ttl = ttl
@@ -57,16 +70,19 @@ class Lock:
     def confirmed(self, sent_at: float) -> None:
         """Redis confirmed the lock for a command sent at monotonic time ``sent_at``."""
         self._valid_until = sent_at + self.ttl
+        self._ensure_keeper()
+
+    def _ensure_keeper(self) -> None:
         if self._keeper is None:
             self._stop.clear()
+            self._registry.add(self)
             self._keeper = SyncBackend.start_background(self._keep)
 
     def lost(self) -> None:
         """Another holder has the lock."""
         self._valid_until = 0.0
 
-    def refresh(self) -> bool:
-        """Take or extend the lock now; whether it is ours."""
+    def _refresh(self) -> bool:
         sent_at = time.monotonic()
         result = self._client.call(lock_refresh(self.key, self.token, self.ttl_ms))
         if result == 1:
@@ -75,13 +91,27 @@ class Lock:
         self.lost()
         return False
 
+    def refresh(self) -> bool:
+        """Take or extend the lock now (and keep it from then on); whether it is ours."""
+        if self._refresh():
+            self._ensure_keeper()
+            return True
+        return False
+
     def _keep(self) -> None:
-        """Background: refresh every third of the TTL until released or lost."""
+        """Background: refresh every third of the TTL until released, lost or orphaned."""
         while not self._stop.wait(self.ttl / 3):
+            if self._owner() is None:  # the consumer was dropped without cleanup()
+                self._keeper = None
+                self._registry.discard(self)
+                self._release_key()
+                return
             try:
-                if not self.refresh():
+                if not self._refresh():
                     logger.warning("fluxabee: lost the consumer_single lock %s", self.key)
-                    break
+                    self._keeper = None  # a later take-over starts a new keeper
+                    self._registry.discard(self)
+                    return
             except BrokerConnectionError:
                 # Keep trying; held() turns false by itself once the TTL has passed.
                 continue
@@ -92,8 +122,12 @@ class Lock:
         """Stop refreshing and delete the key if it is still ours."""
         keeper, self._keeper = self._keeper, None
         self._stop.set()
+        self._registry.discard(self)
         if keeper is not None:
             SyncBackend.join_background(keeper)
+        self._release_key()
+
+    def _release_key(self) -> None:
         was_held = self._valid_until > 0
         self._valid_until = 0.0
         if was_held:
