@@ -11,12 +11,13 @@
     ├── ConsumerLockedError             another live ``consumer_single`` holds the stream
     ├── BrokerConnectionError           Redis unreachable, connection dropped, timed out
     │   ├── BrokerAuthenticationError   wrong password / user (AUTH, WRONGPASS, NOAUTH)
-    │   └── PartialFlushError           flush failed part-way; ``.ids`` says what landed
+    │   ├── PartialFlushError           flush failed part-way; ``.ids`` says what landed
+    │   └── RedisUnavailableError       (also a RedisReplyError) LOADING, READONLY, BUSY...
     └── RedisReplyError                 Redis answered with an error reply; ``.prefix``
         ├── WrongTypeError              a key of another type where a stream should be
         ├── NoGroupError                the stream or its group vanished (NOGROUP, UNBLOCKED)
         ├── PermissionDeniedError       the ACL user may not run the command (NOPERM)
-        └── RedisUnavailableError       READONLY, LOADING, BUSY, MASTERDOWN, CLUSTERDOWN...
+        └── RedisUnavailableError       (see above: transient, so also a connection error)
 
 Redis errors never leak: the IO shells translate redis-py's exceptions once, at the
 edge, with :func:`translate_redis_errors` (``raise ... from exc`` keeps the cause).
@@ -123,9 +124,16 @@ class PermissionDeniedError(RedisReplyError):
     """The ACL user is not allowed to run a command or touch a key (NOPERM)."""
 
 
-class RedisUnavailableError(RedisReplyError):
-    """Redis cannot serve the command right now: a replica after failover (READONLY),
-    LOADING, BUSY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN. ``run`` treats it as an outage."""
+class RedisUnavailableError(BrokerConnectionError, RedisReplyError):
+    """Redis answered but cannot serve commands right now: LOADING (restarting), READONLY
+    (a replica after failover), BUSY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN.
+
+    Both a :class:`BrokerConnectionError` (transient: retry later; ``run`` treats it as an
+    outage, ``flush`` keeps the events) and a :class:`RedisReplyError` (``.prefix``).
+    """
+
+    def __init__(self, message: str) -> None:
+        RedisReplyError.__init__(self, message)
 
 
 #: Redis error-reply prefixes mapped to the exception that stands for them (coredis style).

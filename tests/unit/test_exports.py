@@ -33,3 +33,15 @@ def test_every_error_derives_from_the_root_and_none_shadows_a_builtin() -> None:
         assert issubclass(cls, fluxabee.FluxabeeError)
         assert not hasattr(builtins, name), name
         assert getattr(fluxabee, name) is cls
+
+
+def test_error_replies_map_to_the_tree() -> None:
+    loading = errors.reply_error("LOADING Redis is loading the dataset in memory")
+    assert isinstance(loading, fluxabee.RedisUnavailableError)
+    assert isinstance(loading, fluxabee.BrokerConnectionError)  # transient: retry later
+    assert isinstance(loading, fluxabee.RedisReplyError)
+    assert loading.prefix == "LOADING"
+    assert isinstance(errors.reply_error("UNBLOCKED the stream key no longer exists"),
+                      fluxabee.NoGroupError)  # fmt: skip
+    assert isinstance(errors.reply_error("WRONGPASS invalid"), fluxabee.BrokerAuthenticationError)
+    assert type(errors.reply_error("ERR unknown")) is fluxabee.RedisReplyError

@@ -106,6 +106,8 @@ class AsyncEventBroker:
             for index, reply in zip(indexes, replies, strict=False):
                 if isinstance(reply, bytes):
                     ids[index] = reply.decode()
+                elif isinstance(reply, BrokerConnectionError):  # LOADING, READONLY, ...
+                    failure = failure or reply
                 else:
                     reply_error = reply_error or reply
         if failure is None and reply_error is None:

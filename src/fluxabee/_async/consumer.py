@@ -19,7 +19,7 @@ from .._constants import RUN_BLOCK_SLICE
 from .._policy import RetryPolicy, reconnect_delay
 from .._protocol import check_count, to_ms, to_seconds
 from .._scripts import cleanup_consumer
-from ..errors import BrokerConnectionError, ConsumerLockedError, RedisUnavailableError
+from ..errors import BrokerConnectionError, ConsumerLockedError
 from ..event import AsyncEvent
 from .client import AsyncPoolClient
 from .lock import AsyncLock
@@ -169,7 +169,7 @@ class AsyncConsumer:
                 except ConsumerLockedError:
                     await self._stop.wait(self._lock.poll_interval if self._lock else 1.0)
                     continue
-                except (BrokerConnectionError, RedisUnavailableError) as exc:
+                except BrokerConnectionError as exc:  # RedisUnavailableError too
                     attempt += 1
                     if attempt == 1:
                         outage_started = time.monotonic()
