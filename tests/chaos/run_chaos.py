@@ -247,7 +247,19 @@ class Worker:
         self.proc.wait()
         self._log.close()
 
-    def terminate(self) -> None:
+    def ready(self) -> bool:
+        """Whether the worker logged that it runs (its SIGTERM handler is installed)."""
+        try:
+            return b" running" in self.logpath.read_bytes()
+        except OSError:
+            return False
+
+    def terminate(self, ready_timeout: float = 15.0) -> None:
+        """SIGTERM, once the worker is ready for it (a worker still importing would die
+        of the default action, which says nothing about the library)."""
+        deadline = time.monotonic() + ready_timeout
+        while self.proc.poll() is None and not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a log file for a condition, with a deadline
         if self.proc.poll() is None:
             self.stopping = True
             self.proc.send_signal(signal.SIGTERM)

@@ -128,7 +128,11 @@ class AsyncConsumer:
     # -- the run loop ------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the batch in hand (thread- and signal-safe)."""
+        """Ask :meth:`run` to return after the batch in hand (thread- and signal-safe).
+
+        A stop that comes before ``run`` starts (a SIGTERM right after the handler was
+        installed) makes the next ``run`` return at once; it is spent when ``run`` returns.
+        """
         self._stop.set()
 
     async def run(
@@ -156,7 +160,6 @@ class AsyncConsumer:
         count = check_count(count)
         block_s = to_seconds(block, "block")
         idle = self._min_idle if min_idle is None else to_seconds(min_idle, "min_idle")
-        self._stop.clear()
         total, outage_started, attempt = 0, 0.0, 0
         next_claim = time.monotonic()
         try:
@@ -191,6 +194,7 @@ class AsyncConsumer:
                     )
                     attempt = 0
         finally:
+            self._stop.clear()  # the stop is spent: a later run() runs again
             if self._lock is not None:
                 await self._lock.release()
         return total

@@ -125,7 +125,11 @@ class Consumer:
     # -- the run loop ------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the batch in hand (thread- and signal-safe)."""
+        """Ask :meth:`run` to return after the batch in hand (thread- and signal-safe).
+
+        A stop that comes before ``run`` starts (a SIGTERM right after the handler was
+        installed) makes the next ``run`` return at once; it is spent when ``run`` returns.
+        """
         self._stop.set()
 
     def run(
@@ -153,7 +157,6 @@ class Consumer:
         count = check_count(count)
         block_s = to_seconds(block, "block")
         idle = self._min_idle if min_idle is None else to_seconds(min_idle, "min_idle")
-        self._stop.clear()
         total, outage_started, attempt = 0, 0.0, 0
         next_claim = time.monotonic()
         try:
@@ -188,6 +191,7 @@ class Consumer:
                     )
                     attempt = 0
         finally:
+            self._stop.clear()  # the stop is spent: a later run() runs again
             if self._lock is not None:
                 self._lock.release()
         return total
