@@ -11,6 +11,7 @@ import multiprocessing
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -107,22 +108,8 @@ def consume_async(url: str, n: int, count: int = BATCH, size: int = DEFAULT_SIZE
     return asyncio.run(_consume_async(url, n, count, size))
 
 
-def _publish_at_rate(url: str, stream: str, n: int, rate: float) -> None:
-    """The latency publisher: its own process, so no GIL is shared with the consumer."""
-    with fluxabee.Engine(_config(url, stream)) as engine:
-        broker = engine.new_context().event_broker()
-        interval = 1.0 / rate
-        next_at = time.perf_counter()
-        for i in range(n):
-            next_at += interval
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            broker.publish_now(stream, {"i": i, "t": time.perf_counter()})
-
-
-def _raw_publish_at_rate(url: str, stream: str, n: int, rate: float) -> None:
-    client = redis.Redis.from_url(url)
+def _paced(n: int, rate: float, send: Callable[[dict[str, Any]], object]) -> None:
+    """Call ``send(body)`` ``n`` times at ``rate`` per second; the body carries the time."""
     interval = 1.0 / rate
     next_at = time.perf_counter()
     for i in range(n):
@@ -130,7 +117,19 @@ def _raw_publish_at_rate(url: str, stream: str, n: int, rate: float) -> None:
         delay = next_at - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        client.xadd(stream, {"s": msgpack.packb({"i": i, "t": time.perf_counter()})})
+        send({"i": i, "t": time.perf_counter()})
+
+
+def _publish_at_rate(url: str, stream: str, n: int, rate: float) -> None:
+    """The latency publisher: its own process, so no GIL is shared with the consumer."""
+    with fluxabee.Engine(_config(url, stream)) as engine:
+        broker = engine.new_context().event_broker()
+        _paced(n, rate, lambda body: broker.publish_now(stream, body))
+
+
+def _raw_publish_at_rate(url: str, stream: str, n: int, rate: float) -> None:
+    client = redis.Redis.from_url(url)
+    _paced(n, rate, lambda body: client.xadd(stream, {"s": msgpack.packb(body)}))
     client.close()
 
 
