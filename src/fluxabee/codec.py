@@ -103,8 +103,10 @@ def entry_fields(body: Any, meta: Mapping[str, Any]) -> list[bytes]:
 
     Raises :class:`SerializationError` for a bad body or meta, or an event with neither.
     """
-    checked = check_meta(meta)
     packed = encode_body(body)
+    if not meta and packed is not None:
+        return [_BODY_FIELD_B, packed]  # the common case, kept short: it runs per publish
+    checked = check_meta(meta)
     fields: list[bytes] = []
     if packed is not None:
         fields += (_BODY_FIELD_B, packed)

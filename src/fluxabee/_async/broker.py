@@ -14,14 +14,13 @@ from .._constants import DEFAULT_LOCK_TTL, DEFAULT_MIN_IDLE, GROUP_NAME, SINGLE_
 from .._policy import RetryPolicy
 from .._protocol import many_consumer_name, pack_xadd, to_seconds, xadd_header
 from .._stats import StreamStatistics, build_statistics
-from ..codec import BODY_FIELD_B, encode_body, entry_fields
+from ..codec import entry_fields
 from ..errors import (
     BrokerConnectionError,
     FluxabeeError,
     NoGroupError,
     PartialFlushError,
     RedisReplyError,
-    SerializationError,
 )
 from ..event import AsyncDeadLetter
 from .client import AsyncClients
@@ -47,14 +46,7 @@ class AsyncEventBroker:
         if target is None:
             pool = self._config.pool_for_stream(stream)
             target = self._targets[stream] = (pool.code, xadd_header(stream))
-        if meta:
-            fields = entry_fields(body, meta)
-        else:
-            packed = encode_body(body)
-            if packed is None:
-                raise SerializationError("an event needs a body or at least one meta field")
-            fields = [BODY_FIELD_B, packed]
-        return target[0], pack_xadd(target[1], fields)
+        return target[0], pack_xadd(target[1], entry_fields(body, meta))
 
     def publish(self, stream: str, body: Any = None, **meta: str) -> None:
         """Buffer one event (no IO). ``meta`` values must be ``str``.
