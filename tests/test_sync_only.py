@@ -29,9 +29,38 @@ def test_an_async_handler_in_the_sync_api_is_a_clear_error_and_loses_nothing(
         pass
 
     consumer = broker.consumer_many("test-stream")
-    with pytest.raises(InvalidArgumentError, match="AsyncEngine"):
-        consumer.consume(10, 0, handler)
-    assert rclient.xpending("test-stream", "consumer_group")["pending"] == 1
+    for call in (
+        lambda: consumer.consume(10, 0, handler),
+        lambda: consumer.run(10, 0.1, handler),
+        lambda: consumer.autoclaim(10, 0, handler),
+    ):
+        with pytest.raises(InvalidArgumentError, match="AsyncEngine"):
+            call()
+    # Refused before anything was read: the event was never delivered, nor dead-lettered.
+    assert rclient.xlen("test-stream") == 1
+    assert not rclient.exists("{test-stream}:dead")
+
+
+def test_a_handler_returning_an_awaitable_stops_run_at_the_first_batch_and_loses_nothing(
+    broker: EventBroker, rclient: redis.Redis
+) -> None:
+    class Sneaky:  # the up-front check cannot tell: its __call__ is a plain function
+        def __call__(self, events: list[SyncEvent]) -> object:
+            async def later() -> None:
+                pass
+
+            return later()
+
+    for i in range(3):
+        broker.publish_now("test-stream", i)
+    consumer = broker.consumer_many("test-stream")
+    with pytest.raises(InvalidArgumentError, match="async handler"):
+        consumer.run(10, 0.1, Sneaky())
+    # Nothing acked, nothing dead-lettered, not counted as a handler failure: all pending.
+    pending = rclient.xpending("test-stream", "consumer_group")
+    assert pending["pending"] == 3
+    assert rclient.xlen("test-stream") == 3
+    assert not rclient.exists("{test-stream}:dead")
 
 
 def test_stop_from_another_thread_ends_a_blocking_run(broker: EventBroker) -> None:

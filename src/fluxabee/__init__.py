@@ -9,6 +9,7 @@ FluxaORM's, so Go and Python services share streams.
 from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
+from ._backends import AsyncNetworkBackend, AsyncStream, SyncNetworkBackend, SyncStream
 from ._policy import RetryPolicy
 from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
@@ -18,9 +19,11 @@ from .config import Config, RedisPool
 from .errors import (
     BrokerAuthenticationError,
     BrokerConnectionError,
+    ClosedError,
     ConfigError,
     ConsumerLockedError,
     DecodeError,
+    EventTooLargeError,
     FluxabeeError,
     InvalidArgumentError,
     NoGroupError,
@@ -44,8 +47,11 @@ __all__ = [
     "AsyncEvent",
     "AsyncEventBroker",
     "AsyncHandler",
+    "AsyncNetworkBackend",
+    "AsyncStream",
     "BrokerAuthenticationError",
     "BrokerConnectionError",
+    "ClosedError",
     "Config",
     "ConfigError",
     "Consumer",
@@ -57,6 +63,7 @@ __all__ = [
     "Engine",
     "Event",
     "EventBroker",
+    "EventTooLargeError",
     "FluxabeeError",
     "GroupStatistics",
     "Handler",
@@ -72,6 +79,8 @@ __all__ = [
     "StreamStatistics",
     "SyncDeadLetter",
     "SyncEvent",
+    "SyncNetworkBackend",
+    "SyncStream",
     "UnknownStreamError",
     "WrongTypeError",
     "__version__",

@@ -1,8 +1,9 @@
-"""The only place where sync and asyncio differ: sleeping, waiting and calling handlers.
+"""The only place where sync and asyncio differ: byte streams, waiting, calling handlers.
 
-The asyncio shell (``_async/``) calls ``AsyncBackend``; ``scripts/unasync.py`` rewrites
-that name to ``SyncBackend`` in the generated sync shell (``_sync/``), whose methods are
-the same ones without ``async``. No event loop runs in a hidden thread.
+The asyncio shell (``_async/``) calls ``AsyncBackend`` and ``AsyncNetworkBackend``;
+``scripts/unasync.py`` rewrites those names to ``SyncBackend`` and ``SyncNetworkBackend``
+in the generated sync shell (``_sync/``), whose methods are the same ones without
+``async``. No event loop runs in a hidden thread.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, Protocol, TypeVar
 
+from . import _validate as validate
 from ._connparams import ConnParams
 from .errors import InvalidArgumentError
+
+T = TypeVar("T")
 
 #: Seconds a write may take before the connection is given up.
 WRITE_TIMEOUT = 30.0
@@ -32,30 +36,16 @@ FLAG_POLL = 0.02
 JOIN_TIMEOUT = 15.0
 
 
-class AsyncBackend:
-    """Waiting and handler calls for the asyncio shell."""
+class AsyncNetworkBackend:
+    """Opens the byte streams of the asyncio API (TCP, TLS or a unix socket).
 
-    @staticmethod
-    async def sleep(seconds: float) -> None:
-        """Sleep without blocking the event loop."""
-        await asyncio.sleep(seconds)
+    Injectable (``AsyncEngine(config, network_backend=...)``, as httpcore's
+    ``network_backend``): a subclass can wrap the streams it returns, say to make a
+    connection die after a command was written and before its reply arrived.
+    """
 
-    @staticmethod
-    async def call(handler: Callable[..., Any], *args: Any) -> Any:
-        """Call a plain or ``async def`` handler and return its result."""
-        result = handler(*args)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    @staticmethod
-    def new_flag() -> AsyncFlag:
-        """A settable flag that can be awaited with a timeout."""
-        return AsyncFlag()
-
-    @staticmethod
-    async def open_stream(params: ConnParams, timeout: float) -> AsyncStream:
-        """Open a TCP / TLS / unix connection to Redis."""
+    async def connect(self, params: ConnParams, timeout: float) -> AsyncStream:
+        """Open a connection to the server ``params`` names, within ``timeout`` seconds."""
         if params.path:
             opening = asyncio.open_unix_connection(params.path)
         else:
@@ -66,51 +56,17 @@ class AsyncBackend:
                 server_hostname=params.server_hostname if params.tls else None,
             )
         reader, writer = await asyncio.wait_for(opening, timeout)
-        return AsyncStream(reader, writer)
-
-    @staticmethod
-    def start_background(func: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
-        """Run ``func()`` as a task of the running loop."""
-        return asyncio.get_running_loop().create_task(func())
-
-    @staticmethod
-    async def join_background(task: asyncio.Task[None]) -> None:
-        """Wait for a background task (its stop flag is already set); cancel if stuck."""
-        try:
-            await asyncio.wait_for(task, JOIN_TIMEOUT)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            task.cancel()
+        return AsyncSocketStream(reader, writer)
 
 
-class SyncBackend:
-    """Waiting and handler calls for the sync shell."""
+class SyncNetworkBackend:
+    """Opens the byte streams of the sync API (TCP, TLS or a unix socket).
 
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        """Sleep the calling thread."""
-        time.sleep(seconds)
+    Injectable (``Engine(config, network_backend=...)``, as httpcore's ``network_backend``).
+    """
 
-    @staticmethod
-    def call(handler: Callable[..., Any], *args: Any) -> Any:
-        """Call a handler; a coroutine function is a mistake in the sync API."""
-        result = handler(*args)
-        if inspect.isawaitable(result):
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-            raise InvalidArgumentError(
-                "the sync API got an async handler: use fluxabee.AsyncEngine for async def"
-            )
-        return result
-
-    @staticmethod
-    def new_flag() -> SyncFlag:
-        """A settable flag that can be waited on with a timeout."""
-        return SyncFlag()
-
-    @staticmethod
-    def open_stream(params: ConnParams, timeout: float) -> SyncStream:
-        """Open a TCP / TLS / unix connection to Redis."""
+    def connect(self, params: ConnParams, timeout: float) -> SyncStream:
+        """Open a connection to the server ``params`` names, within ``timeout`` seconds."""
         sock: socket.socket
         if params.path:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -125,8 +81,123 @@ class SyncBackend:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             if params.tls is not None:
-                sock = params.tls.wrap_socket(sock, server_hostname=params.server_hostname)
-        return SyncStream(sock)
+                try:
+                    sock = params.tls.wrap_socket(sock, server_hostname=params.server_hostname)
+                except BaseException:
+                    sock.close()
+                    raise
+        return SyncSocketStream(sock)
+
+
+class AsyncBackend:
+    """Waiting, guarding and handler calls for the asyncio shell."""
+
+    @staticmethod
+    def check_handler(handler: object) -> None:
+        """A handler the asyncio API can call: any callable, plain or ``async def``."""
+        validate.handler(handler, sync=False)
+
+    @staticmethod
+    async def hand(handler: Callable[..., Any], events: list[Any]) -> Exception | None:
+        """Call a plain or ``async def`` handler; return the ``Exception`` it raised, if any."""
+        try:
+            result = handler(events)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            return exc
+        return None
+
+    @staticmethod
+    def new_flag() -> AsyncFlag:
+        """A settable flag that can be awaited with a timeout."""
+        return AsyncFlag()
+
+    @staticmethod
+    def new_guard() -> contextlib.nullcontext[None]:
+        """A guard for state shared with background work (none is needed in one loop)."""
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def new_lock() -> asyncio.Lock:
+        """A lock held across awaits (one ``flush`` of a context at a time)."""
+        return asyncio.Lock()
+
+    @staticmethod
+    async def shielded(work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work()`` to its end even when the caller is cancelled (the caller still is)."""
+        return await asyncio.shield(work())
+
+    @staticmethod
+    def start_background(func: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+        """Run ``func()`` as a task of the running loop."""
+        return asyncio.get_running_loop().create_task(func())
+
+    @staticmethod
+    async def join_background(task: asyncio.Task[None]) -> None:
+        """Wait for a background task whose stop flag is set; cancel it if stuck.
+
+        A cancellation of the caller cancels the task too and propagates.
+        """
+        if task is asyncio.current_task():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), JOIN_TIMEOUT)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        except (asyncio.TimeoutError, Exception):
+            task.cancel()
+
+
+class SyncBackend:
+    """Waiting, guarding and handler calls for the sync shell."""
+
+    @staticmethod
+    def check_handler(handler: object) -> None:
+        """A handler the sync API can call: a callable that is not ``async def``."""
+        validate.handler(handler, sync=True)
+
+    @staticmethod
+    def hand(handler: Callable[..., Any], events: list[Any]) -> Exception | None:
+        """Call a handler; return the ``Exception`` it raised, if any.
+
+        A handler that returns an awaitable (an ``async def`` the up-front check missed) is
+        a programming error: it raises :class:`InvalidArgumentError` instead of counting as
+        a failure of the events, so nothing is retried, acked or dead-lettered.
+        """
+        try:
+            result = handler(events)
+        except Exception as exc:
+            return exc
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise InvalidArgumentError(
+                "the sync API got an async handler: use fluxabee.AsyncEngine for async def"
+            )
+        return None
+
+    @staticmethod
+    def new_flag() -> SyncFlag:
+        """A settable flag that can be waited on with a timeout."""
+        return SyncFlag()
+
+    @staticmethod
+    def new_guard() -> threading.Lock:
+        """A lock for state shared with the lock-keeper thread (the connection pool)."""
+        return threading.Lock()
+
+    @staticmethod
+    def new_lock() -> threading.Lock:
+        """A lock held across a whole ``flush`` (one flush of a context at a time)."""
+        return threading.Lock()
+
+    @staticmethod
+    def shielded(work: Callable[[], T]) -> T:
+        """Run ``work()`` (the sync twin of ``AsyncBackend.shielded``)."""
+        return work()
 
     @staticmethod
     def start_background(func: Callable[[], None]) -> threading.Thread:
@@ -241,8 +312,46 @@ def _chunks(parts: list[bytes]) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
-class AsyncStream:
-    """A connection's byte stream under asyncio."""
+class AsyncStream(Protocol):
+    """A connection's byte stream under asyncio, as an :class:`AsyncNetworkBackend` gives it."""
+
+    async def write(self, data: bytes | list[bytes]) -> None:
+        """Send all of ``data`` (a list: its parts one after the other)."""
+
+    async def read(self, timeout: float | None) -> bytes:
+        """Some bytes (``b""`` at EOF), waiting up to ``timeout`` seconds (None: forever)."""
+
+    async def stale(self) -> bool:
+        """Whether this idle connection is unusable (the peer closed it)."""
+
+    async def close(self) -> None:
+        """Close the connection; never raises."""
+
+    def abort(self) -> None:
+        """Close now, from anywhere (wakes a blocked read); never raises."""
+
+
+class SyncStream(Protocol):
+    """A connection's byte stream for the sync API, as a :class:`SyncNetworkBackend` gives it."""
+
+    def write(self, data: bytes | list[bytes]) -> None:
+        """Send all of ``data`` (a list: its parts one after the other)."""
+
+    def read(self, timeout: float | None) -> bytes:
+        """Some bytes (``b""`` at EOF), waiting up to ``timeout`` seconds (None: forever)."""
+
+    def stale(self) -> bool:
+        """Whether this idle connection is unusable (the peer closed it)."""
+
+    def close(self) -> None:
+        """Close the connection; never raises."""
+
+    def abort(self) -> None:
+        """Close now, from any thread (wakes a blocked read); never raises."""
+
+
+class AsyncSocketStream:
+    """A connection's byte stream under asyncio (an asyncio stream pair)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -284,8 +393,13 @@ class AsyncStream:
         with contextlib.suppress(Exception):
             await self._writer.wait_closed()
 
+    def abort(self) -> None:
+        """Close the transport now (a pending read sees EOF)."""
+        with contextlib.suppress(Exception):
+            self._writer.transport.abort()
 
-class SyncStream:
+
+class SyncSocketStream:
     """A connection's byte stream for the sync API (a plain socket)."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -317,3 +431,9 @@ class SyncStream:
         """Close the connection; never raises."""
         with contextlib.suppress(OSError):
             self._sock.close()
+
+    def abort(self) -> None:
+        """Shut the socket down (wakes a ``recv`` blocked in another thread), then close."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self.close()

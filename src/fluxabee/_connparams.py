@@ -1,16 +1,17 @@
 """Pure: a pool URL -> how to connect (address, TLS, credentials, db) and the handshake.
 
-URLs are parsed by redis-py's ``parse_url`` (the same rules as ``Redis.from_url``) so every
-documented ``redis://`` / ``rediss://`` / ``unix://`` option keeps its meaning.
+The URL is the normalized one :class:`~fluxabee.RedisPool` builds (``redis://``,
+``rediss://`` or ``unix://``, always naming the database), so a small parser over the
+standard library suffices. User name and password are percent-decoded. TLS options come
+from the query: ``ssl_ca_certs``, ``ssl_ca_path``, ``ssl_certfile``, ``ssl_keyfile``,
+``ssl_password``, ``ssl_cert_reqs`` (none / optional / required) and ``ssl_check_hostname``.
 """
 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
-from typing import Any
-
-from redis.connection import parse_url
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigError
 
@@ -19,6 +20,7 @@ _CERT_REQS = {
     "optional": ssl.CERT_OPTIONAL,
     "required": ssl.CERT_REQUIRED,
 }
+_FALSE = ("false", "0", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,8 @@ class ConnParams:
     path: str | None
     db: int
     username: str | None
-    password: str | None
-    tls: ssl.SSLContext | None
+    password: str | None = field(repr=False)
+    tls: ssl.SSLContext | None = field(repr=False)
     server_hostname: str | None
 
     def handshake(self) -> list[list[bytes | str | int]]:
@@ -47,46 +49,64 @@ class ConnParams:
         return commands
 
     def describe(self) -> str:
-        """A password-free address for messages."""
+        """A password-free address for messages: ``host:port`` or the socket path."""
         return self.path or f"{self.host}:{self.port}"
 
 
-def _tls_context(options: dict[str, Any], host: str) -> tuple[ssl.SSLContext, str | None]:
-    cafile = options.get("ssl_ca_certs")
-    context = ssl.create_default_context(cafile=cafile, capath=options.get("ssl_ca_path"))
-    reqs = options.get("ssl_cert_reqs", "required")
-    if isinstance(reqs, str):
-        reqs = _CERT_REQS.get(reqs.lower(), ssl.CERT_REQUIRED)
-    check_hostname = str(options.get("ssl_check_hostname", "true")).lower() not in ("false", "0")
+def _tls_context(options: dict[str, str], host: str) -> tuple[ssl.SSLContext, str | None]:
+    context = ssl.create_default_context(
+        cafile=options.get("ssl_ca_certs") or None, capath=options.get("ssl_ca_path") or None
+    )
+    reqs_text = options.get("ssl_cert_reqs", "required").lower()
+    if reqs_text not in _CERT_REQS:
+        raise ConfigError(f"ssl_cert_reqs must be none, optional or required, got {reqs_text!r}")
+    reqs = _CERT_REQS[reqs_text]
+    check_hostname = options.get("ssl_check_hostname", "true").lower() not in _FALSE
     if reqs == ssl.CERT_NONE:
         check_hostname = False
     context.check_hostname = check_hostname
     context.verify_mode = reqs
     certfile = options.get("ssl_certfile")
     if certfile:
-        context.load_cert_chain(certfile, options.get("ssl_keyfile"), options.get("ssl_password"))
+        try:
+            context.load_cert_chain(
+                certfile, options.get("ssl_keyfile") or None, options.get("ssl_password") or None
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"ssl_certfile: cannot load the client certificate: {exc}") from exc
     return context, host if check_hostname else None
 
 
 def conn_params(url: str) -> ConnParams:
     """Parse a normalized pool URL (``RedisPool.url``)."""
-    try:
-        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise ConfigError(f"cannot parse Redis URL: {exc}") from exc
-    path = options.get("path")
-    host = None if path else str(options.get("host", "localhost"))
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if parts.scheme == "unix":
+        return ConnParams(
+            host=None,
+            port=0,
+            path=unquote(parts.path),
+            db=int(options.get("db", "0") or 0),
+            username=username,
+            password=password,
+            tls=None,
+            server_hostname=None,
+        )
+    host = parts.hostname or "localhost"
+    db_text = parts.path.lstrip("/")
     tls = None
     server_hostname = None
-    if url.lower().startswith("rediss://"):
-        tls, server_hostname = _tls_context(options, host or "localhost")
+    if parts.scheme == "rediss":
+        tls, server_hostname = _tls_context(options, host)
     return ConnParams(
         host=host,
-        port=int(options.get("port", 6379)),
-        path=path,
-        db=int(options.get("db", 0) or 0),
-        username=options.get("username"),
-        password=options.get("password"),
+        port=parts.port or 6379,
+        path=None,
+        db=int(db_text) if db_text else 0,
+        username=username,
+        password=password,
         tls=tls,
         server_hostname=server_hostname,
     )

@@ -1,4 +1,4 @@
-"""Pure: retry and dead-letter decisions, backoff, reconnect delays, key names.
+"""Pure: retry and dead-letter decisions, backoff, reconnect delays, dead-letter fields.
 
 Both IO shells call these; nothing here touches Redis or sleeps.
 """
@@ -8,22 +8,20 @@ from __future__ import annotations
 import datetime as _dt
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from . import _validate as validate
 from ._constants import (
     DEAD_DELIVERIES_FIELD,
     DEAD_ERROR_FIELD,
-    DEAD_LETTER_SUFFIX,
     DEAD_SOURCE_ID_FIELD,
     DEAD_TIME_FIELD,
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_DELIVERIES,
-    LOCK_KEY_SUFFIX,
     RECONNECT_BASE_DELAY,
     RECONNECT_MAX_DELAY,
 )
-from ._protocol import to_seconds
 from .errors import InvalidArgumentError
 
 #: Error text kept per dead letter at most (the rest is cut).
@@ -48,6 +46,10 @@ class RetryPolicy:
     doubled on each further delivery up to ``max_backoff`` (default 60 s), with jitter
     (a random 50-100 % of the delay). ``backoff`` may also be a callable
     ``deliveries -> seconds``. The backoff applies in ``run()``; ``consume()`` is one batch.
+    ``dead_letter_on`` (default none): exception types that send an event straight to the
+    dead letters, without retries (dramatiq's ``throws``), when its own hand-over raised one:
+    in ``run()`` after a failed batch was split into single events, in ``consume()`` when
+    the batch that raised had one event left un-acked.
     """
 
     #: Deliveries allowed before an event goes to the dead letters (>= 1).
@@ -56,32 +58,45 @@ class RetryPolicy:
     backoff: float | _dt.timedelta | Callable[[int], float] = DEFAULT_BACKOFF
     #: Longest retry delay (seconds or timedelta).
     max_backoff: float | _dt.timedelta = DEFAULT_MAX_BACKOFF
+    #: Exception types that go to the dead letters at once, without retries.
+    dead_letter_on: tuple[type[BaseException], ...] = ()
+    _cap: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Validate the fields."""
-        if (
-            isinstance(self.max_deliveries, bool)
-            or not isinstance(self.max_deliveries, int)
-            or self.max_deliveries < 1
+        validate.count(self.max_deliveries, "max_deliveries")
+        if not callable(self.backoff):
+            validate.seconds(self.backoff, "backoff")
+        object.__setattr__(self, "_cap", validate.seconds(self.max_backoff, "max_backoff"))
+        kinds: object = self.dead_letter_on
+        if isinstance(kinds, type):
+            kinds = (kinds,)
+        if not isinstance(kinds, (tuple, list)) or not all(
+            isinstance(k, type) and issubclass(k, BaseException) for k in kinds
         ):
             raise InvalidArgumentError(
-                f"max_deliveries must be an int >= 1, got {self.max_deliveries!r}"
+                f"dead_letter_on must be a tuple of exception types, got {kinds!r}"
             )
-        if not callable(self.backoff):
-            to_seconds(self.backoff, "backoff")
-        to_seconds(self.max_backoff, "max_backoff")
+        object.__setattr__(self, "dead_letter_on", tuple(kinds))
 
     def exceeded(self, deliveries: int) -> bool:
         """Whether a delivery with this count must go to the dead letters instead."""
         return deliveries > self.max_deliveries
 
+    def dead_letters_at_once(self, exc: BaseException) -> bool:
+        """Whether ``exc`` sends its event to the dead letters without retries."""
+        return bool(self.dead_letter_on) and isinstance(exc, self.dead_letter_on)
+
     def delay(self, deliveries: int, rand: Callable[[], float] = random.random) -> float:
-        """Seconds to wait before handing over again an event delivered ``deliveries`` times."""
-        cap = to_seconds(self.max_backoff, "max_backoff")
+        """Seconds to wait before handing over again an event delivered ``deliveries`` times.
+
+        ``backoff * 2 ** (deliveries - 1)``, capped at ``max_backoff``, times a random
+        50-100 % (``rand`` returns 0..1; injected by tests).
+        """
         if callable(self.backoff):
-            return max(0.0, min(float(self.backoff(deliveries)), cap))
-        base = to_seconds(self.backoff, "backoff")
-        raw: float = min(cap, base * 2.0 ** max(0, min(deliveries - 1, 62)))
+            return max(0.0, min(float(self.backoff(deliveries)), self._cap))
+        base = validate.seconds(self.backoff, "backoff")
+        raw: float = min(self._cap, base * 2.0 ** max(0, min(deliveries - 1, 62)))
         return raw * (0.5 + 0.5 * rand())
 
 
@@ -89,25 +104,6 @@ def reconnect_delay(attempt: int, rand: Callable[[], float] = random.random) -> 
     """Seconds before reconnect attempt ``attempt`` (>= 1): capped doubling, 50-100 % jitter."""
     raw: float = min(RECONNECT_MAX_DELAY, RECONNECT_BASE_DELAY * 2.0 ** min(attempt - 1, 30))
     return raw * (0.5 + 0.5 * rand())
-
-
-def _same_slot_key(stream: str, suffix: str) -> str:
-    """A key in the same Redis Cluster slot as ``stream``: ``{stream}suffix`` or
-    ``stream + suffix`` when the name already carries a hash tag."""
-    opening = stream.find("{")
-    if opening != -1 and stream.find("}", opening + 2) != -1:
-        return stream + suffix
-    return "{" + stream + "}" + suffix
-
-
-def dead_letter_key(stream: str) -> str:
-    """The dead-letter stream of ``stream`` (same Cluster slot): ``{stream}:dead``."""
-    return _same_slot_key(stream, DEAD_LETTER_SUFFIX)
-
-
-def lock_key(stream: str) -> str:
-    """The ``consumer_single`` lock key of ``stream`` (same Cluster slot)."""
-    return _same_slot_key(stream, LOCK_KEY_SUFFIX)
 
 
 def error_text(exc: BaseException | None) -> str:

@@ -8,45 +8,16 @@ per-command parsed shapes, so one parser serves every client and topology.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from ._constants import GROUP_NAME, MANY_CONSUMER_PREFIX, MANY_CONSUMER_RANDOM_DIGITS
-from .errors import InvalidArgumentError
+from ._constants import MANY_CONSUMER_PREFIX, MANY_CONSUMER_RANDOM_DIGITS
 
-_GROUP_B = GROUP_NAME.encode()
-
-
-# -- durations ---------------------------------------------------------------------------
-
-
-def to_seconds(value: float | _dt.timedelta, name: str) -> float:
-    """A duration given as ``timedelta`` or seconds, as non-negative finite seconds."""
-    if isinstance(value, _dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise InvalidArgumentError(
-            f"{name} must be seconds (float) or a datetime.timedelta, not {type(value).__name__}"
-        )
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgumentError(f"{name} must be a finite duration >= 0, got {value!r}")
-    return seconds
-
-
-def to_ms(value: float | _dt.timedelta, name: str) -> int:
-    """A duration as whole Redis milliseconds (rounded up, so 0.0001 s is not 'now')."""
-    return math.ceil(to_seconds(value, name) * 1000)
-
-
-def check_count(count: int, name: str = "count") -> int:
-    """A positive batch size."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InvalidArgumentError(f"{name} must be an int >= 1, got {count!r}")
-    return count
+#: One command argument as the packer takes it.
+Arg = bytes | str | int | float
+#: One command: its name and arguments.
+Command = Sequence[Arg]
 
 
 # -- consumer names ----------------------------------------------------------------------
@@ -66,7 +37,7 @@ def many_consumer_name(now: _dt.datetime | None = None, rand: int | None = None)
 # -- RESP packing ------------------------------------------------------------------------
 
 
-def encode_arg(arg: bytes | str | int | float) -> bytes:
+def encode_arg(arg: Arg) -> bytes:
     """One command argument as bytes."""
     if isinstance(arg, bytes):
         return arg
@@ -77,7 +48,7 @@ def encode_arg(arg: bytes | str | int | float) -> bytes:
     raise TypeError(f"unsupported argument type {type(arg).__name__}")
 
 
-def pack_command(args: Sequence[bytes | str | int | float]) -> bytes:
+def pack_command(args: Command) -> bytes:
     """Pack one command in RESP: ``*N\\r\\n$len\\r\\narg\\r\\n...``."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -88,7 +59,7 @@ def pack_command(args: Sequence[bytes | str | int | float]) -> bytes:
     return b"".join(out)
 
 
-def pack_commands(commands: Iterable[Sequence[bytes | str | int | float]]) -> bytes:
+def pack_commands(commands: Iterable[Command]) -> bytes:
     """Pack many commands into one buffer, for one write and one round trip."""
     return b"".join(pack_command(c) for c in commands)
 
@@ -101,23 +72,21 @@ def xadd_header(stream: str) -> bytes:
 
 def pack_xadd(header: bytes, fields: Sequence[bytes]) -> bytes:
     """``XADD <stream> * field value ...`` in RESP, from :func:`xadd_header`."""
-    if len(fields) == 2 and fields[0] == b"s":
-        body = fields[1]
-        return b"*5\r\n%b$1\r\ns\r\n$%d\r\n%b\r\n" % (header, len(body), body)
     parts = [b"$%d\r\n%b\r\n" % (len(f), f) for f in fields]
     return b"*%d\r\n%b%b" % (len(fields) + 3, header, b"".join(parts))
 
 
-def pack_ack(stream: str, ids: Sequence[str]) -> bytes:
-    """``XACK <stream> consumer_group ids...`` + ``XDEL <stream> ids...`` in RESP."""
+def pack_ack(stream: str, group: str, ids: Sequence[str]) -> bytes:
+    """``XACK <stream> <group> ids...`` + ``XDEL <stream> ids...`` in RESP (two commands)."""
     name = stream.encode()
+    group_b = group.encode()
     args = b"".join([b"$%d\r\n%b\r\n" % (len(i), i) for i in (x.encode() for x in ids)])
     key = b"$%d\r\n%b\r\n" % (len(name), name)
     return b"*%d\r\n$4\r\nXACK\r\n%b$%d\r\n%b\r\n%b*%d\r\n$4\r\nXDEL\r\n%b%b" % (
         len(ids) + 3,
         key,
-        len(_GROUP_B),
-        _GROUP_B,
+        len(group_b),
+        group_b,
         args,
         len(ids) + 2,
         key,
@@ -125,42 +94,53 @@ def pack_ack(stream: str, ids: Sequence[str]) -> bytes:
     )
 
 
-def xadd_command(stream: bytes, fields: Sequence[bytes]) -> list[bytes]:
+def xadd_command(stream: str | bytes, fields: Sequence[bytes]) -> list[Arg]:
     """``XADD <stream> * field value ...``."""
     return [b"XADD", stream, b"*", *fields]
 
 
-def group_create_command(stream: str) -> list[bytes | str]:
-    """``XGROUP CREATE <stream> consumer_group 0 MKSTREAM``: events already there count."""
-    return [b"XGROUP", b"CREATE", stream, _GROUP_B, b"0", b"MKSTREAM"]
+def group_create_command(stream: str, group: str) -> list[Arg]:
+    """``XGROUP CREATE <stream> <group> 0 MKSTREAM``: events already there count."""
+    return [b"XGROUP", b"CREATE", stream, group, b"0", b"MKSTREAM"]
 
 
 def xreadgroup_command(
-    stream: str, consumer: str, count: int, *, pending: bool, block_ms: int
-) -> list[bytes | str | int]:
-    """XREADGROUP for one stream (Cluster-safe): own pending from ``0``, or new with ``>``.
+    stream: str, group: str, consumer: str, count: int, *, start: str, block_ms: int = 0
+) -> list[Arg]:
+    """XREADGROUP of one stream (Cluster-safe): own pending after ``start``, or new (``>``).
 
-    ``block_ms == 0`` sends no BLOCK (Redis's ``BLOCK 0`` would wait forever).
+    Only a read of new entries blocks, and ``block_ms == 0`` sends no BLOCK (Redis's
+    ``BLOCK 0`` would wait forever).
     """
-    cmd: list[bytes | str | int] = [b"XREADGROUP", b"GROUP", _GROUP_B, consumer, b"COUNT", count]
-    if block_ms > 0 and not pending:
+    cmd: list[Arg] = [b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", count]
+    if block_ms > 0 and start == ">":
         cmd += [b"BLOCK", block_ms]
-    cmd += [b"STREAMS", stream, b"0" if pending else b">"]
+    cmd += [b"STREAMS", stream, start]
     return cmd
 
 
 def pending_command(
-    stream: str, consumer: str, count: int, start: str = "-", end: str = "+"
-) -> list[bytes | str | int]:
-    """``XPENDING <stream> consumer_group <start> <end> <count> <consumer>``: counts per ID."""
-    return [b"XPENDING", stream, _GROUP_B, start, end, count, consumer]
+    stream: str, group: str, consumer: str, count: int, *, start: str = "-", end: str = "+"
+) -> list[Arg]:
+    """``XPENDING <stream> <group> <start> <end> <count> <consumer>``: counts per ID."""
+    return [b"XPENDING", stream, group, start, end, count, consumer]
 
 
 def xautoclaim_command(
-    stream: str, consumer: str, min_idle_ms: int, start: str, count: int
-) -> list[bytes | str | int]:
-    """``XAUTOCLAIM <stream> consumer_group <consumer> <min-idle> <start> COUNT <n>``."""
-    return [b"XAUTOCLAIM", stream, _GROUP_B, consumer, min_idle_ms, start, b"COUNT", count]
+    stream: str, group: str, consumer: str, *, min_idle_ms: int, start: str, count: int
+) -> list[Arg]:
+    """``XAUTOCLAIM <stream> <group> <consumer> <min-idle> <start> COUNT <n>``."""
+    return [b"XAUTOCLAIM", stream, group, consumer, min_idle_ms, start, b"COUNT", count]
+
+
+def command_name(command: Command) -> str:
+    """A command's name for messages (``XINFO STREAM``, ``EVALSHA``...)."""
+    first = command[0]
+    name = first.decode() if isinstance(first, bytes) else str(first)
+    if name.upper() in ("XINFO", "XGROUP", "CONFIG", "SCRIPT", "CLIENT") and len(command) > 1:
+        second = command[1]
+        name += " " + (second.decode() if isinstance(second, bytes) else str(second))
+    return name.upper()
 
 
 # -- reply parsing -----------------------------------------------------------------------
@@ -176,10 +156,14 @@ class Entry(NamedTuple):
 
 
 def parse_entries(raw: Any) -> list[Entry]:
-    """``[[id, [f, v, ...]], ...]`` -> entries (deleted ones keep ``fields=None``)."""
+    """``[[id, [f, v, ...]], ...]`` -> entries (deleted ones keep ``fields=None``).
+
+    A bare nil where an entry should be (Redis 6.2's XAUTOCLAIM of a deleted entry) is
+    skipped: it carries no ID.
+    """
     if not raw:
         return []
-    return [Entry(item[0].decode(), item[1]) for item in raw]
+    return [Entry(item[0].decode(), item[1]) for item in raw if item is not None]
 
 
 def parse_xreadgroup(raw: Any) -> list[Entry]:
@@ -190,20 +174,22 @@ def parse_xreadgroup(raw: Any) -> list[Entry]:
 
 
 class AutoclaimReply(NamedTuple):
-    """XAUTOCLAIM's reply: next cursor, claimed entries, IDs that no longer exist."""
+    """XAUTOCLAIM's reply: next cursor, claimed entries, IDs that no longer exist, and how
+    many bare nils stood for deleted entries (Redis 6.2: claimed, yet without an ID)."""
 
     cursor: str
     entries: list[Entry]
     deleted: list[str]
+    holes: int = 0
 
 
 def parse_xautoclaim(raw: Any) -> AutoclaimReply:
     """Parse XAUTOCLAIM for Redis 6.2 (two elements) and 7+ (three elements)."""
     cursor = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
-    entries = parse_entries(raw[1])
+    items = raw[1] or []
+    entries = parse_entries(items)
     deleted = [d.decode() if isinstance(d, bytes) else d for d in raw[2]] if len(raw) > 2 else []
-    # Redis 6.2 reports deleted pending entries as [id, nil] among the claimed ones.
-    return AutoclaimReply(cursor, entries, deleted)
+    return AutoclaimReply(cursor, entries, deleted, len(items) - len(entries))
 
 
 def parse_pending_counts(raw: Any) -> dict[str, int]:

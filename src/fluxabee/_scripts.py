@@ -1,52 +1,106 @@
-"""Lua scripts shipped as package data, loaded once, called through named builders.
+"""Lua scripts shipped as package data, run by EVALSHA, called through named builders.
 
-Each builder returns an ``EVAL`` command for ``execute``; Redis caches the compiled script
-by its SHA, so sending the text costs bytes, not compilation. Every script touches only
-keys in one Cluster slot (a stream and its ``{stream}:...`` companions).
+Each builder returns a :class:`ScriptCall`; the client sends it as ``EVALSHA`` once it knows
+the server has the script, else as ``EVAL`` (which also loads it), and re-sends a call that
+got ``NOSCRIPT`` (a restarted or flushed server) as ``EVAL``: a NOSCRIPT call did not run,
+so re-sending it is safe even for scripts that read. Every script touches only keys in one
+Cluster slot (a stream and its ``{stream}:...`` companions).
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from ._constants import GROUP_NAME
+from ._protocol import Arg
+
+
+@dataclass(frozen=True)
+class Script:
+    """One Lua script: its name, source and SHA1 (hex, as EVALSHA takes it)."""
+
+    name: str
+    source: bytes
+    sha: bytes
 
 
 @cache
-def _source(name: str) -> bytes:
-    return resources.files("fluxabee").joinpath("lua").joinpath(f"{name}.lua").read_bytes()
+def script(name: str) -> Script:
+    """The script ``lua/<name>.lua``, read once."""
+    source = resources.files("fluxabee").joinpath("lua").joinpath(f"{name}.lua").read_bytes()
+    return Script(name, source, hashlib.sha1(source).hexdigest().encode())
 
 
-def cleanup_consumer(stream: str, consumer: str) -> list[bytes | str]:
+@dataclass(frozen=True)
+class ScriptCall:
+    """A call of a script with its keys and arguments, packed by the client."""
+
+    script: Script
+    keys: tuple[Arg, ...]
+    args: tuple[Arg, ...]
+
+    def as_eval(self) -> list[Arg]:
+        """``EVAL <source> <nkeys> keys... args...``."""
+        return [b"EVAL", self.script.source, len(self.keys), *self.keys, *self.args]
+
+    def as_evalsha(self) -> list[Arg]:
+        """``EVALSHA <sha> <nkeys> keys... args...``."""
+        return [b"EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args]
+
+
+def cleanup_consumer(stream: str, group: str, consumer: str) -> ScriptCall:
     """Delete ``consumer`` from the group unless it holds pending entries (1 / 0 / -1)."""
-    return [b"EVAL", _source("cleanup"), b"1", stream, GROUP_NAME, consumer]
+    return ScriptCall(script("cleanup"), (stream,), (group, consumer))
+
+
+def prune_consumers(stream: str, group: str, idle_ms: int, prefix: str, keep: str) -> ScriptCall:
+    """Delete the group's consumers named ``prefix...`` (but not ``keep``) idle longer than
+    ``idle_ms`` that hold no pending entries; the reply lists their names."""
+    return ScriptCall(script("prune"), (stream,), (group, idle_ms, prefix, keep))
 
 
 def read_single(
-    stream: str, lock: str, *, token: str, ttl_ms: int, consumer: str, count: int, pending: bool
-) -> list[bytes | str | int]:
+    stream: str,
+    lock: str,
+    *,
+    group: str,
+    token: str,
+    ttl_ms: int,
+    consumer: str,
+    count: int,
+    pending: bool,
+) -> ScriptCall:
     """Read the group under the lock (see ``lua/read_single.lua`` for the reply)."""
-    return [
-        b"EVAL",
-        _source("read_single"),
-        b"2",
-        stream,
-        lock,
-        token,
-        ttl_ms,
-        GROUP_NAME,
-        consumer,
-        count,
-        b"0" if pending else b">",
-    ]
+    return ScriptCall(
+        script("read_single"),
+        (stream, lock),
+        (token, ttl_ms, group, consumer, count, b"0" if pending else b">"),
+    )
 
 
-def lock_refresh(lock: str, token: str, ttl_ms: int) -> list[bytes | str | int]:
+def redeliver(
+    stream: str,
+    group: str,
+    consumer: str,
+    ids: list[str],
+    *,
+    lock: str | None = None,
+    token: str = "",
+    ttl_ms: int = 0,
+) -> ScriptCall:
+    """Hand again exactly ``ids`` that ``consumer`` still holds, as a new delivery each
+    (see ``lua/redeliver.lua``); under ``lock`` when given."""
+    keys: tuple[Arg, ...] = (stream,) if lock is None else (stream, lock)
+    return ScriptCall(script("redeliver"), keys, (group, consumer, token, ttl_ms, *ids))
+
+
+def lock_refresh(lock: str, token: str, ttl_ms: int) -> ScriptCall:
     """Take or extend a lock: 1 when held, else minus the holder's remaining ms."""
-    return [b"EVAL", _source("lock_refresh"), b"1", lock, token, ttl_ms]
+    return ScriptCall(script("lock_refresh"), (lock,), (token, ttl_ms))
 
 
-def lock_release(lock: str, token: str) -> list[bytes | str]:
+def lock_release(lock: str, token: str) -> ScriptCall:
     """Release a lock if it is still ours (1 released, 0 not ours)."""
-    return [b"EVAL", _source("lock_release"), b"1", lock, token]
+    return ScriptCall(script("lock_release"), (lock,), (token,))

@@ -8,6 +8,8 @@
     ├── UnknownStreamError (LookupError) a stream that is not in the config
     ├── SerializationError (TypeError)  a body that cannot be MessagePack-encoded
     ├── DecodeError (ValueError)        an entry that cannot be decoded; ``.raw`` keeps the bytes
+    ├── EventTooLargeError (ValueError) an event over the server's bulk limit; never sent
+    ├── ClosedError (RuntimeError)      the engine or consumer was closed
     ├── ConsumerLockedError             another live ``consumer_single`` holds the stream
     ├── BrokerConnectionError           Redis unreachable, connection dropped, timed out
     │   ├── BrokerAuthenticationError   wrong password / user (AUTH, WRONGPASS, NOAUTH)
@@ -19,9 +21,10 @@
         ├── PermissionDeniedError       the ACL user may not run the command (NOPERM)
         └── RedisUnavailableError       (see above: transient, so also a connection error)
 
-Redis errors never leak: the IO shells translate redis-py's exceptions once, at the
-edge, with :func:`translate_redis_errors` (``raise ... from exc`` keeps the cause).
-No name shadows a builtin (redis-py's ``ConnectionError`` is the warning).
+Redis errors never leak: the IO edge (``_async/client.py``) turns each error reply into
+one of these with :func:`reply_error`, and socket / parser failures into
+:class:`BrokerConnectionError` with :func:`translate_io_errors` (``raise ... from exc`` keeps
+the cause). No name shadows a builtin (redis-py's ``ConnectionError`` is the warning).
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import hiredis
-import redis.exceptions as _rx
 
 
 class FluxabeeError(Exception):
@@ -79,6 +81,42 @@ class ConsumerLockedError(FluxabeeError):
     """Another live ``consumer_single`` holds the stream's lock."""
 
 
+class ClosedError(FluxabeeError, RuntimeError):
+    """The engine (or the consumer) was closed; it cannot be used any more."""
+
+
+class EventTooLargeError(FluxabeeError, ValueError):
+    """An event with a field longer than the server accepts (``proto-max-bulk-len``).
+
+    It is never sent (Redis would drop the connection and every event behind it) and it
+    leaves the buffer. ``stream``, ``size`` (bytes of its longest field) and ``limit`` name it;
+    when ``flush`` raises it, ``ids`` has one slot per event of the flush, as in
+    :class:`PartialFlushError`, and ``rejected`` lists the indexes of the events refused.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stream: str,
+        size: int,
+        limit: int,
+        ids: list[str | None] | None = None,
+        rejected: list[int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        #: The stream of the (first) event refused.
+        self.stream = stream
+        #: Bytes of its longest field.
+        self.size = size
+        #: The server's limit (``proto-max-bulk-len``), bytes.
+        self.limit = limit
+        #: Per event of the flush, in publish order: its ID, or ``None`` if not landed.
+        self.ids = ids or []
+        #: Indexes (into ``ids``) of the events refused as too large; they left the buffer.
+        self.rejected = rejected or []
+
+
 class BrokerConnectionError(FluxabeeError):
     """Redis could not be reached, or the connection failed mid-command."""
 
@@ -100,16 +138,24 @@ class PartialFlushError(BrokerConnectionError):
         self.ids = ids
 
 
+def _prefix(message: str) -> str:
+    """The first word of an error reply, upper-case (the only place it is parsed)."""
+    return message.split(" ", 1)[0].upper() if message else ""
+
+
 class RedisReplyError(FluxabeeError):
     """Redis answered a command with an error reply.
 
-    ``prefix`` is the first word of the reply (``WRONGTYPE``, ``NOGROUP``, ``ERR``...).
+    ``prefix`` is the first word of the reply (``WRONGTYPE``, ``NOGROUP``, ``ERR``...);
+    ``command`` names the command that got it, when known (``XADD``, ``TIME``...).
     """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, command: str = "") -> None:
+        super().__init__(f"{message} (command {command})" if command else message)
         #: The first word of Redis's error reply, upper-case.
-        self.prefix = message.split(" ", 1)[0].upper() if message else ""
+        self.prefix = _prefix(message)
+        #: The command that got the error reply (``""`` when unknown).
+        self.command = command
 
 
 class WrongTypeError(RedisReplyError):
@@ -132,8 +178,8 @@ class RedisUnavailableError(BrokerConnectionError, RedisReplyError):
     outage, ``flush`` keeps the events) and a :class:`RedisReplyError` (``.prefix``).
     """
 
-    def __init__(self, message: str) -> None:
-        RedisReplyError.__init__(self, message)
+    def __init__(self, message: str, command: str = "") -> None:
+        RedisReplyError.__init__(self, message, command)
 
 
 #: Redis error-reply prefixes mapped to the exception that stands for them (coredis style).
@@ -152,57 +198,37 @@ _REPLY_ERRORS: dict[str, type[RedisReplyError]] = {
 }
 
 
-def reply_error(message: str) -> RedisReplyError | BrokerAuthenticationError:
+def reply_error(message: str, command: str = "") -> RedisReplyError | BrokerAuthenticationError:
     """The fluxabee error for a Redis error reply (WRONGPASS / NOAUTH: authentication)."""
-    prefix = message.split(" ", 1)[0].upper() if message else ""
+    prefix = _prefix(message)
     if prefix in ("WRONGPASS", "NOAUTH"):
         return BrokerAuthenticationError(message)
-    return _REPLY_ERRORS.get(prefix, RedisReplyError)(message)
-
-
-def translate(exc: BaseException) -> FluxabeeError | None:
-    """Map one redis-py exception to ours; ``None`` when it is not a Redis error."""
-    if isinstance(exc, FluxabeeError):
-        return exc
-    if isinstance(exc, (_rx.AuthenticationError, _rx.AuthenticationWrongNumberOfArgsError)):
-        return BrokerAuthenticationError(str(exc) or type(exc).__name__)
-    if isinstance(exc, _rx.NoPermissionError):
-        return PermissionDeniedError(str(exc))
-    if isinstance(exc, _rx.ResponseError):
-        message = str(exc)
-        code = getattr(exc, "status_code", None)  # redis-py strips known prefixes (ERR ...)
-        if code and not message.startswith(str(code)):
-            message = f"{code} {message}"
-        return reply_error(message)
-    if isinstance(exc, (_rx.ConnectionError, _rx.TimeoutError, ConnectionError, TimeoutError)):
-        return BrokerConnectionError(str(exc) or type(exc).__name__)
-    if isinstance(exc, (OSError, asyncio.TimeoutError, hiredis.ProtocolError, EOFError)):
-        return BrokerConnectionError(str(exc) or type(exc).__name__)
-    if isinstance(exc, _rx.RedisError):
-        return BrokerConnectionError(str(exc) or type(exc).__name__)
-    return None
+    return _REPLY_ERRORS.get(prefix, RedisReplyError)(message, command)
 
 
 @contextmanager
-def translate_redis_errors() -> Iterator[None]:
-    """Re-raise redis-py and socket errors as fluxabee errors (``from`` the original)."""
+def translate_io_errors(where: str) -> Iterator[None]:
+    """Re-raise socket, timeout and protocol failures as :class:`BrokerConnectionError`.
+
+    ``where`` (``host:port``, never a password) is put into the message.
+    """
     try:
         yield
     except FluxabeeError:
         raise
-    except Exception as exc:
-        mapped = translate(exc)
-        if mapped is None:
-            raise
-        raise mapped from exc
+    except (OSError, EOFError, asyncio.TimeoutError, hiredis.ProtocolError) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise BrokerConnectionError(f"Redis at {where}: {detail}") from exc
 
 
 __all__ = [
     "BrokerAuthenticationError",
     "BrokerConnectionError",
+    "ClosedError",
     "ConfigError",
     "ConsumerLockedError",
     "DecodeError",
+    "EventTooLargeError",
     "FluxabeeError",
     "InvalidArgumentError",
     "NoGroupError",

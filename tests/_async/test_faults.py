@@ -18,12 +18,13 @@ import msgpack
 import pytest
 import redis
 
-import fluxabee._async.consumer as consumer_module
+import fluxabee._machine as machine_module
 from fluxabee import (
     AsyncEngine,
     AsyncEvent,
     AsyncEventBroker,
     Config,
+    EventTooLargeError,
     PartialFlushError,
     RedisPool,
     RedisReplyError,
@@ -129,13 +130,13 @@ async def test_given_run_when_redis_restarts_twice_then_it_reconnects_logs_once_
 
     # Count the failed attempts of run(), to prove the outages spanned several of them.
     attempts: list[int] = []
-    real_delay = consumer_module.reconnect_delay
+    real_delay = machine_module.reconnect_delay
 
-    def counting_delay(attempt: int) -> float:
+    def counting_delay(attempt: int, rand: Callable[[], float]) -> float:
         attempts.append(attempt)
-        return real_delay(attempt)
+        return real_delay(attempt, rand)
 
-    monkeypatch.setattr(consumer_module, "reconnect_delay", counting_delay)
+    monkeypatch.setattr(machine_module, "reconnect_delay", counting_delay)
 
     wakers: list[Waker] = []
 
@@ -308,21 +309,59 @@ async def test_given_failed_flushes_during_an_outage_when_redis_is_back_then_flu
     assert first not in ids
 
 
-async def test_given_redis_drops_the_connection_mid_pipeline_when_flushing_then_only_the_unconfirmed_tail_is_sent_again(  # noqa: E501
+async def test_given_an_event_over_the_servers_bulk_limit_when_flushing_then_it_is_refused_by_name_and_the_others_land(  # noqa: E501
     server_factory: Callable[..., RedisServer],
 ) -> None:
-    # With proto-max-bulk-len at its 1 MB minimum, Redis runs the XADDs before an
-    # oversized one, answers that one with a protocol error and closes the connection.
+    # One event over proto-max-bulk-len used to make Redis drop the connection, and every
+    # later flush failed on it again while new events piled up behind (a wedged buffer).
+    server = server_factory(extra_args=["--proto-max-bulk-len", "1mb"])
+    big = b"x" * (2 * 1024 * 1024)
+    admin = server.client()
+    try:
+        async with AsyncEngine(one_stream_config(server)) as engine:
+            broker = engine.new_context().event_broker()
+            broker.publish("s", 0)
+            broker.publish("s", big)
+            broker.publish("s", 2)
+            with pytest.raises(EventTooLargeError) as info:
+                await broker.flush()
+            error = info.value
+            assert (error.stream, error.limit, error.rejected) == ("s", 1024 * 1024, [1])
+            assert error.size > len(big)
+            assert "'s'" in str(error) and str(error.size) in str(error)
+            assert str(1024 * 1024) in str(error)
+            assert error.ids[0] is not None and error.ids[1] is None and error.ids[2] is not None
+            assert broker.buffered == 0  # never wedged: the big one left the buffer, loudly
+            assert [e[0].decode() for e in admin.xrange("s")] == [error.ids[0], error.ids[2]]
+
+            with pytest.raises(EventTooLargeError, match="proto-max-bulk-len"):
+                await broker.publish_now("s", big)
+            assert admin.xlen("s") == 2
+            broker.publish("s", 3)
+            assert len(await broker.flush()) == 1  # later flushes are not held up
+    finally:
+        admin.close()
+
+
+async def test_given_redis_refuses_a_too_long_event_mid_pipeline_when_flushing_then_it_is_refused_and_only_the_tail_stays_buffered(  # noqa: E501
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    # The limit fluxabee learned is stale (lowered with CONFIG SET): Redis runs the XADDs
+    # before the long one, answers that one with a protocol error and closes the connection.
     # Writes are paused until Redis has read the whole pipeline, so it closes with nothing
     # unread (FIN, not RST: no reply is lost on the way and the client's write never
     # fails part-way); without the pause about 1 in 8 flushes lost the confirmations of
     # events that did land (the write failed first: ids all None, yet two were stored).
-    server = server_factory(extra_args=["--proto-max-bulk-len", "1mb"])
+    server = server_factory()
     big = b"x" * (1024 * 1024 + 100)
     admin = server.client()
     try:
         async with AsyncEngine(one_stream_config(server)) as engine:
             broker = engine.new_context().event_broker()
+            broker.publish("s", big)  # learns the 512 MB default
+            await broker.flush()
+            admin.delete("s")
+            admin.config_set("proto-max-bulk-len", "1mb")
             broker.publish("s", 0)
             broker.publish("s", 1)
             broker.publish("s", big)
@@ -336,25 +375,26 @@ async def test_given_redis_drops_the_connection_mid_pipeline_when_flushing_then_
                         lambda: admin.execute_command("CLIENT", "UNPAUSE"),
                     )
                 ),
-                pytest.raises(PartialFlushError) as info,
+                pytest.raises(EventTooLargeError) as info,
             ):
                 await broker.flush()
             landed = info.value.ids
             assert landed[0] is not None
             assert landed[1] is not None
             assert landed[2:] == [None, None]
-            assert broker.buffered == 2
+            assert info.value.rejected == [2]
+            assert "refused" in str(info.value) and "1 other events stay buffered" in str(
+                info.value
+            )
+            assert broker.buffered == 1  # the event behind the long one, never sent
             assert [e[0].decode() for e in admin.xrange("s")] == landed[:2]
-
-            admin.config_set("proto-max-bulk-len", str(512 * 1024 * 1024))
             rest = await broker.flush()
         entries = admin.xrange("s")
     finally:
         admin.close()
 
-    assert len(rest) == 2
+    assert len(rest) == 1
     assert [e[0].decode() for e in entries] == [*landed[:2], *rest]
-    assert [msgpack.unpackb(e[1][b"s"]) for e in entries] == [0, 1, big, 3]
 
 
 async def test_given_a_flush_over_two_pools_when_one_is_down_then_the_other_lands_and_only_the_rest_is_resent(  # noqa: E501

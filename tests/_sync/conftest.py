@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,7 +11,7 @@ from fluxabee import Config, Engine, EventBroker
 
 
 @pytest.fixture
-def engine(config: Config) -> Iterator[Engine]:
+def engine(config: Config) -> AsyncIterator[Engine]:
     """An engine on the test server, closed after the test."""
     with Engine(config) as engine:
         yield engine

@@ -23,7 +23,9 @@ def test_statistics_of_an_unknown_and_of_a_fresh_stream(
         0,
         None,
     )
-    assert empty.oldest_event_age == 0
+    assert empty.oldest_event_age is None
+    assert empty.oldest_pending_age is None
+    assert empty.dead_letters == 0
 
     broker.publish("test-stream", "a")
     broker.publish("test-stream", "b")

@@ -46,7 +46,7 @@ from typing import IO
 import redis
 
 from fluxabee._constants import GROUP_NAME
-from fluxabee._policy import dead_letter_key, lock_key
+from fluxabee._keys import dead_letter_key, lock_key
 from tests.chaos.verify import (
     DeliveryCheck,
     HandledLog,

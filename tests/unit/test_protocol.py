@@ -1,32 +1,24 @@
-"""Pure protocol helpers: durations, names, RESP packing, reply parsing, statistics."""
+"""Pure protocol helpers: names, RESP packing, reply parsing, statistics."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
-from fluxabee import InvalidArgumentError
 from fluxabee._protocol import (
+    command_name,
     many_consumer_name,
+    pack_ack,
     pack_command,
+    pack_commands,
+    pack_xadd,
     parse_pending_counts,
     parse_xautoclaim,
     parse_xreadgroup,
-    to_ms,
+    xadd_command,
+    xadd_header,
     xreadgroup_command,
 )
 from fluxabee._stats import build_statistics
-
-
-def test_durations_accept_seconds_and_timedelta() -> None:
-    assert to_ms(1.5, "block") == 1500
-    assert to_ms(dt.timedelta(minutes=10), "min_idle") == 600_000
-    assert to_ms(0.0001, "block") == 1
-    assert to_ms(0, "block") == 0
-    for bad in (-1, float("inf"), float("nan"), "1", True):
-        with pytest.raises(InvalidArgumentError, match="block"):
-            to_ms(bad, "block")  # type: ignore[arg-type]
 
 
 def test_many_consumer_name_has_utc_time_and_16_digits() -> None:
@@ -39,11 +31,28 @@ def test_pack_command_is_resp() -> None:
     assert pack_command([b"XADD", "s", 12]) == b"*3\r\n$4\r\nXADD\r\n$1\r\ns\r\n$2\r\n12\r\n"
 
 
+def test_packed_xadd_and_ack_are_the_commands_they_stand_for() -> None:
+    fields = [b"s", b"\xa1a", b"k", b"v"]
+    assert pack_xadd(xadd_header("st"), fields) == pack_command(xadd_command("st", fields))
+    assert pack_ack("st", "g", ["1-0", "2-0"]) == pack_commands(
+        [[b"XACK", "st", "g", "1-0", "2-0"], [b"XDEL", "st", "1-0", "2-0"]]
+    )
+
+
 def test_xreadgroup_blocks_only_for_new_events_and_never_with_block_0() -> None:
-    new = xreadgroup_command("s", "c", 10, pending=False, block_ms=500)
-    assert new[-5:] == [b"BLOCK", 500, b"STREAMS", "s", b">"]
-    assert b"BLOCK" not in xreadgroup_command("s", "c", 10, pending=False, block_ms=0)
-    assert xreadgroup_command("s", "c", 10, pending=True, block_ms=500)[-1] == b"0"
+    new = xreadgroup_command("s", "g", "c", 10, start=">", block_ms=500)
+    assert new == [b"XREADGROUP", b"GROUP", "g", "c", b"COUNT", 10, b"BLOCK", 500,
+                   b"STREAMS", "s", ">"]  # fmt: skip
+    assert b"BLOCK" not in xreadgroup_command("s", "g", "c", 10, start=">", block_ms=0)
+    own = xreadgroup_command("s", "g", "c", 10, start="0", block_ms=500)
+    assert b"BLOCK" not in own
+    assert own[-1] == "0"
+
+
+def test_command_names_for_messages() -> None:
+    assert command_name([b"time"]) == "TIME"
+    assert command_name([b"XINFO", b"STREAM", "s"]) == "XINFO STREAM"
+    assert command_name(["xadd", "s", "*"]) == "XADD"
 
 
 def test_replies_parse_including_deleted_entries() -> None:
@@ -56,8 +65,11 @@ def test_replies_parse_including_deleted_entries() -> None:
 def test_xautoclaim_parses_redis_6_2_and_7() -> None:
     seven = parse_xautoclaim([b"0-0", [[b"1-0", [b"k", b"v"]]], [b"3-0"]])
     six = parse_xautoclaim([b"5-0", [[b"1-0", [b"k", b"v"]]]])
-    assert (seven.cursor, seven.deleted) == ("0-0", ["3-0"])
+    assert (seven.cursor, seven.deleted, seven.holes) == ("0-0", ["3-0"], 0)
     assert (six.cursor, six.deleted, six.entries[0].id) == ("5-0", [], "1-0")
+    # Redis 6.2 claims a deleted entry as a bare nil: skipped, but counted as a hole.
+    holes = parse_xautoclaim([b"0-0", [None, [b"2-0", [b"k", b"v"]], None]])
+    assert ([e.id for e in holes.entries], holes.holes) == (["2-0"], 2)
 
 
 def test_pending_counts() -> None:
@@ -72,6 +84,7 @@ def test_statistics_from_raw_replies() -> None:
     stats = build_statistics(
         stream="s",
         pool="default",
+        group="consumer_group",
         time_reply=now,
         info_stream=info_stream,
         info_groups=groups,
@@ -84,3 +97,9 @@ def test_statistics_from_raw_replies() -> None:
     assert stats.group.last_delivered_age == 5.0
     assert stats.group.lowest_pending_age == 6.0
     assert stats.group.consumers[0].idle == 1.5
+    assert stats.oldest_pending_age == 6.0
+    empty = build_statistics(
+        stream="s", pool="p", group="g", time_reply=now, info_stream=[b"length", 0],
+        info_groups=[], pending_summary=None, info_consumers=None,
+    )  # fmt: skip
+    assert (empty.length, empty.oldest_event_age, empty.oldest_pending_age) == (0, None, None)

@@ -1,31 +1,52 @@
-"""The event broker: publish / flush, consumers, statistics.
+"""The event broker: publish / flush, consumers, dead letters, statistics (the IO shell).
 
 ``publish`` buffers an event in this broker (one per context); ``flush`` sends the whole
-buffer in one pipelined round trip per Redis pool and keeps, for a later ``flush``, every
-event Redis did not confirm: none is lost, and the library never resends one by itself.
+buffer in one pipelined round trip per Redis pool. The rules of what stays buffered live
+in :mod:`fluxabee._outbox`: none is lost, none is resent by the library itself.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import time
+from collections.abc import Mapping
 from typing import Any
 
-from .._constants import DEFAULT_LOCK_TTL, DEFAULT_MIN_IDLE, GROUP_NAME, SINGLE_CONSUMER_NAME
-from .._policy import RetryPolicy
-from .._protocol import many_consumer_name, pack_xadd, to_seconds, xadd_header
-from .._stats import StreamStatistics, build_statistics
-from ..codec import entry_fields
-from ..errors import (
-    BrokerConnectionError,
-    FluxabeeError,
-    NoGroupError,
-    PartialFlushError,
-    RedisReplyError,
+from .. import _validate as validate
+from .._actions import Lease
+from .._backends import AsyncBackend
+from .._constants import (
+    DEFAULT_LOCK_TTL,
+    DEFAULT_MIN_IDLE,
+    GROUP_NAME,
+    MANY_CONSUMER_PREFIX,
+    SINGLE_CONSUMER_NAME,
 )
+from .._keys import lock_key
+from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
+from .._policy import RetryPolicy
+from .._protocol import many_consumer_name, pack_xadd, xadd_header
+from .._scripts import prune_consumers
+from .._stats import StreamStatistics, parse_statistics, statistics_commands
+from ..codec import entry_fields
+from ..errors import BrokerConnectionError, EventTooLargeError, InvalidArgumentError
 from ..event import AsyncDeadLetter
-from .client import AsyncClients
+from .client import AsyncClients, AsyncPoolClient
 from .consumer import AsyncConsumer
 from .dead_letters import read_dead_letters, replay_dead_letters
+
+
+def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapping[str, Any]:
+    if meta is None:
+        return meta_kw
+    if not isinstance(meta, Mapping):
+        raise InvalidArgumentError(f"meta must be a mapping of str to str, got {type(meta)}")
+    if not meta_kw:
+        return meta
+    both = set(meta).intersection(meta_kw)
+    if both:
+        raise InvalidArgumentError(f"meta key {sorted(both)[0]!r} given twice")
+    return {**meta, **meta_kw}
 
 
 class AsyncEventBroker:
@@ -34,91 +55,119 @@ class AsyncEventBroker:
     def __init__(self, clients: AsyncClients) -> None:
         self._clients = clients
         self._config = clients.config
-        #: (pool code, packed XADD) per buffered event, in publish order.
-        self._buffer: list[tuple[str, bytes]] = []
+        self._outbox = Outbox()
+        self._flushing = AsyncBackend.new_lock()
         #: stream -> (pool code, packed ``XADD <stream> *`` header).
         self._targets: dict[str, tuple[str, bytes]] = {}
 
     # -- publishing ------------------------------------------------------------------
 
-    def _pack(self, stream: str, body: Any, meta: dict[str, Any]) -> tuple[str, bytes]:
+    def _pack(self, stream: str, body: Any, meta: Mapping[str, Any]) -> Pending:
+        self._clients.check_open()
         target = self._targets.get(stream)
         if target is None:
             pool = self._config.pool_for_stream(stream)
             target = self._targets[stream] = (pool.code, xadd_header(stream))
-        return target[0], pack_xadd(target[1], entry_fields(body, meta))
+        fields = entry_fields(body, meta)
+        size = len(fields[1]) if len(fields) == 2 else max(map(len, fields))
+        return Pending(target[0], stream, pack_xadd(target[1], fields), size)
 
-    def publish(self, stream: str, body: Any = None, **meta: str) -> None:
-        """Buffer one event (no IO). ``meta`` values must be ``str``.
+    def publish(
+        self,
+        stream: str,
+        body: Any = None,
+        *,
+        meta: Mapping[str, str] | None = None,
+        **meta_kw: str,
+    ) -> None:
+        """Buffer one event (no IO). Meta is ``meta`` (any keys, such as ``stream``, ``body``
+        or ``content-type``) and/or keyword arguments; values must be ``str``.
 
         Raises :class:`UnknownStreamError` for an undeclared stream and
         :class:`SerializationError` for a body that cannot be encoded; then nothing is
         buffered. The event is serialized here, so later changes to ``body`` do not leak in.
         """
-        self._buffer.append(self._pack(stream, body, meta))
+        self._outbox.add(self._pack(stream, body, _merge_meta(meta, meta_kw)))
 
     @property
     def buffered(self) -> int:
         """How many events wait for :meth:`flush`."""
-        return len(self._buffer)
+        return len(self._outbox)
 
     def discard(self) -> int:
         """Drop every buffered event without sending it; returns how many were dropped."""
-        dropped, self._buffer = len(self._buffer), []
-        return dropped
+        return self._outbox.discard()
 
     async def flush(self) -> list[str]:
         """Send every buffered event; return the new entry IDs in publish order.
 
-        One pipelined round trip per Redis pool; order within a stream is kept. If Redis
-        fails part-way, :class:`PartialFlushError` (a :class:`BrokerConnectionError`) is
-        raised with the IDs that did land, and every event Redis did not confirm stays
-        buffered for the next ``flush``. An error reply (say WRONGTYPE) raises that error
-        and keeps the refused events buffered too. Nothing is ever resent automatically.
-        """
-        batch, self._buffer = self._buffer, []
-        if not batch:
-            return []
-        by_pool: dict[str, list[int]] = {}
-        for index, item in enumerate(batch):
-            by_pool.setdefault(item[0], []).append(index)
-        ids: list[str | None] = [None] * len(batch)
-        failure: FluxabeeError | None = None
-        reply_error: FluxabeeError | None = None
-        for code, indexes in by_pool.items():
-            replies: list[Any] = []
-            if len(by_pool) == 1:
-                payload = [item[1] for item in batch]
-            else:
-                payload = [batch[i][1] for i in indexes]
-            try:
-                await self._clients.client(code).execute_packed(payload, len(indexes), out=replies)
-            except BrokerConnectionError as exc:
-                failure = failure or exc
-            for index, reply in zip(indexes, replies, strict=False):
-                if isinstance(reply, bytes):
-                    ids[index] = reply.decode()
-                elif isinstance(reply, BrokerConnectionError):  # LOADING, READONLY, ...
-                    failure = failure or reply
-                else:
-                    reply_error = reply_error or reply
-        if failure is None and reply_error is None:
-            return ids  # type: ignore[return-value] # every slot holds an ID
-        unconfirmed = [item for item, new_id in zip(batch, ids, strict=True) if new_id is None]
-        self._buffer = unconfirmed + self._buffer
-        if failure is not None:
-            raise PartialFlushError(
-                f"flush failed after {len(batch) - len(unconfirmed)} of {len(batch)} events; "
-                f"{len(unconfirmed)} stay buffered: {failure}",
-                ids,
-            ) from failure
-        assert reply_error is not None
-        raise reply_error
+        One pipelined round trip per Redis pool; order within a stream is kept. Whatever
+        goes wrong (a dropped connection, an error reply, a cancellation, a
+        KeyboardInterrupt), every event Redis did not confirm stays buffered, in order, for
+        the next ``flush``; nothing is ever resent automatically.
 
-    async def publish_now(self, stream: str, body: Any = None, **meta: str) -> str:
-        """Send one event at once (bypassing the buffer) and return its entry ID."""
-        code, packed = self._pack(stream, body, meta)
-        reply = (await self._clients.client(code).execute_packed(packed, 1))[0]
+        - A connection failure part-way raises :class:`PartialFlushError` (a
+          :class:`BrokerConnectionError`) whose ``ids`` say which events landed.
+        - An error reply (say WRONGTYPE) raises that error; the refused events stay buffered.
+        - An event with a field longer than the server's ``proto-max-bulk-len`` is never
+          sent (Redis would drop the connection and every event behind it): it leaves the
+          buffer and :class:`EventTooLargeError` names its stream, size and the limit,
+          after the other events were sent.
+        """
+        async with self._flushing:
+            flush = self._outbox.begin()
+            if not flush.items:
+                return []
+            try:
+                for code, indexes in flush.groups.items():
+                    await self._flush_pool(flush, self._clients.client(code), indexes)
+            finally:
+                self._outbox.settle(flush)
+            return flush.outcome()
+
+    async def _flush_pool(self, flush: Flush, client: AsyncPoolClient, indexes: list[int]) -> None:
+        replies: list[Any] = []
+        try:
+            if flush.needs_limit(indexes):
+                indexes = flush.within_limit(indexes, await client.bulk_limit())
+            if indexes:
+                payload = [flush.items[i].packed for i in indexes]
+                await client.execute_packed(payload, len(indexes), out=replies)
+        except BrokerConnectionError as exc:
+            flush.record(indexes, replies, exc)
+        except BaseException:  # cancelled, interrupted, closed: settle what landed, go on up
+            flush.record(indexes, replies)
+            raise
+        else:
+            flush.record(indexes, replies)
+        if any(is_bulk_length_error(r) for r in replies):
+            client.forget_bulk_limit()
+
+    async def publish_now(
+        self,
+        stream: str,
+        body: Any = None,
+        *,
+        meta: Mapping[str, str] | None = None,
+        **meta_kw: str,
+    ) -> str:
+        """Send one event at once (bypassing the buffer) and return its entry ID.
+
+        Never resent: a failure raises (:class:`BrokerConnectionError` when the reply was
+        lost: the event may have landed). An event over the server's bulk limit raises
+        :class:`EventTooLargeError` without being sent.
+        """
+        item = self._pack(stream, body, _merge_meta(meta, meta_kw))
+        client = self._clients.client(item.pool)
+        if item.size > MIN_BULK_LIMIT:
+            limit = await client.bulk_limit()
+            if item.size > limit:
+                raise EventTooLargeError(
+                    too_large(stream, item.size, limit), stream=stream, size=item.size, limit=limit
+                )
+        reply = (await client.execute_packed(item.packed, 1))[0]
+        if is_bulk_length_error(reply):
+            client.forget_bulk_limit()
         if not isinstance(reply, bytes):
             raise reply
         return reply.decode()
@@ -134,19 +183,22 @@ class AsyncEventBroker:
     ) -> AsyncConsumer:
         """The one consumer of ``stream``, named ``consumer-single``, reading in ID order.
 
-        It holds a lock in Redis (``{stream}:lock``, TTL ``lock_ttl``, refreshed in the
+        It holds a lock in Redis (``{stream}:lock``, TTL ``lock_ttl`` > 0, refreshed in the
         background) while it lives: while another live ``consumer_single`` holds the stream,
         ``consume`` raises :class:`ConsumerLockedError` and ``run`` waits as a hot standby,
-        taking over within ``lock_ttl`` after the holder dies.
+        taking over within ``lock_ttl`` after the holder dies. The lock binds fluxabee
+        processes only: a Go FluxaORM ``ConsumerSingle`` does not take it.
         """
-        pool = self._config.pool_for_stream(stream)
+        ttl = validate.seconds(lock_ttl, "lock_ttl", positive=True)
+        client = self._clients.for_stream(stream)
         return AsyncConsumer(
-            client=self._clients.client(pool.code),
+            client=client,
             stream=stream,
+            group=GROUP_NAME,
             name=SINGLE_CONSUMER_NAME,
-            retry_policy=retry_policy or RetryPolicy(),
+            retry_policy=self._policy(retry_policy),
             min_idle=DEFAULT_MIN_IDLE,
-            lock_ttl=to_seconds(lock_ttl, "lock_ttl") or DEFAULT_LOCK_TTL,
+            lease=Lease(lock_key(stream), ttl, clock=time.monotonic),
             locks=self._clients.locks,
         )
 
@@ -162,16 +214,41 @@ class AsyncEventBroker:
         ``min_idle`` is how long an event may stay pending on another consumer before
         ``run`` claims it (default 60 s): keep it above your slowest handler.
         """
-        pool = self._config.pool_for_stream(stream)
+        idle = validate.seconds(min_idle, "min_idle")
+        client = self._clients.for_stream(stream)
         return AsyncConsumer(
-            client=self._clients.client(pool.code),
+            client=client,
             stream=stream,
+            group=GROUP_NAME,
             name=many_consumer_name(),
-            retry_policy=retry_policy or RetryPolicy(),
-            min_idle=to_seconds(min_idle, "min_idle"),
-            lock_ttl=None,
+            retry_policy=self._policy(retry_policy),
+            min_idle=idle,
+            lease=None,
             locks=self._clients.locks,
         )
+
+    @staticmethod
+    def _policy(policy: RetryPolicy | None) -> RetryPolicy:
+        if policy is None:
+            return RetryPolicy()
+        if not isinstance(policy, RetryPolicy):
+            raise InvalidArgumentError(f"retry_policy must be a RetryPolicy, got {policy!r}")
+        return policy
+
+    async def prune_consumers(self, stream: str, *, idle: float | _dt.timedelta) -> list[str]:
+        """Remove ``consumer_many`` names idle longer than ``idle`` that hold no pending
+        entries (a ``kill -9`` leaves them in the group forever); returns their names.
+
+        Atomic per stream (Lua): a consumer that holds entries, ``consumer-single`` and
+        names fluxabee did not generate are never removed.
+        """
+        idle_ms = validate.ms(idle, "idle")
+        client = self._clients.for_stream(stream)
+        call = prune_consumers(
+            stream, GROUP_NAME, idle_ms, MANY_CONSUMER_PREFIX, SINGLE_CONSUMER_NAME
+        )
+        names = await client.call(call, retry_safe=True)
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
     # -- dead letters ----------------------------------------------------------------
 
@@ -180,8 +257,8 @@ class AsyncEventBroker:
 
         ``letter.event.ack()`` deletes a dead letter for good.
         """
-        pool = self._config.pool_for_stream(stream)
-        return await read_dead_letters(self._clients.client(pool.code), stream, count)
+        count = validate.count(count)
+        return await read_dead_letters(self._clients.for_stream(stream), stream, count)
 
     async def replay_dead_letters(self, stream: str) -> int:
         """Re-publish every dead letter of ``stream`` to ``stream`` and remove it; how many.
@@ -189,45 +266,26 @@ class AsyncEventBroker:
         Each is XADDed to the source first and deleted from the dead letters after Redis
         confirmed it, so none is ever in neither place. Delivery counts start again at 1.
         """
-        pool = self._config.pool_for_stream(stream)
-        return await replay_dead_letters(self._clients.client(pool.code), stream)
+        return await replay_dead_letters(self._clients.for_stream(stream), stream)
 
     # -- statistics ------------------------------------------------------------------
 
     async def stream_statistics(self, stream: str) -> StreamStatistics:
-        """Length, oldest age, lag, pending and consumers of one stream (one round trip)."""
-        pool = self._config.pool_for_stream(stream)
-        group = GROUP_NAME
-        replies = await self._clients.client(pool.code).execute(
-            [
-                [b"TIME"],
-                [b"XINFO", b"STREAM", stream],
-                [b"XINFO", b"GROUPS", stream],
-                [b"XPENDING", stream, group],
-                [b"XINFO", b"CONSUMERS", stream, group],
-            ]
-        )
-        time_reply, info_stream, info_groups, pending, info_consumers = replies
-        if isinstance(info_stream, RedisReplyError):
-            if "no such key" not in str(info_stream):
-                raise info_stream
-            info_stream = info_groups = pending = info_consumers = None
-        for reply in (info_groups, pending, info_consumers):
-            if isinstance(reply, RedisReplyError) and not isinstance(reply, NoGroupError):
-                raise reply
-        if isinstance(pending, NoGroupError) or isinstance(info_consumers, NoGroupError):
-            pending = info_consumers = None
-        return build_statistics(
-            stream=stream,
-            pool=pool.code,
-            time_reply=time_reply,
-            info_stream=info_stream,
-            info_groups=info_groups,
-            pending_summary=pending,
-            info_consumers=info_consumers,
-        )
+        """Length, ages, lag, pending, consumers and dead letters of one stream (one round
+        trip). Ages are seconds against the server's clock (``TIME``)."""
+        return (await self.streams_statistics(stream))[0]
 
     async def streams_statistics(self, *streams: str) -> list[StreamStatistics]:
-        """Statistics of the named streams, or of every configured stream in config order."""
-        names = streams or self._config.streams
-        return [await self.stream_statistics(name) for name in names]
+        """Statistics of the named streams, or of every configured stream in config order;
+        one round trip per pool."""
+        names = list(streams or self._config.streams)
+        by_pool: dict[str, list[str]] = {}
+        for name in names:
+            by_pool.setdefault(self._config.pool_for_stream(name).code, []).append(name)
+        found: dict[str, StreamStatistics] = {}
+        for code, members in by_pool.items():
+            commands = statistics_commands(members, GROUP_NAME)
+            replies = await self._clients.client(code).execute(commands, retry_safe=True)
+            for stats in parse_statistics(members, code, GROUP_NAME, replies):
+                found[stats.stream] = stats
+        return [found[name] for name in names]

@@ -5,7 +5,8 @@ one go, and the replies parsed by hiredis straight from the socket, a chunk at a
 one Python call per reply, which is where redis-py spends its time under asyncio). A
 failure part-way tells exactly which commands Redis answered. Nothing is resent by this
 layer except commands marked ``retry_safe`` (reads, acks), once, when a pooled connection
-turns out to be dead before it answered anything.
+turns out to be dead before it answered anything; and a script call that got NOSCRIPT
+(it did not run), as EVAL.
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ from typing import Any
 
 import hiredis
 
-from .._backends import AsyncBackend, AsyncStream
+from .._backends import AsyncBackend, AsyncNetworkBackend, AsyncStream
 from .._connparams import ConnParams, conn_params
 from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
-from .._protocol import pack_commands
+from .._outbox import DEFAULT_BULK_LIMIT
+from .._protocol import Command, command_name, pack_command
+from .._scripts import ScriptCall
 from ..config import Config, RedisPool
 from ..errors import (
     BrokerAuthenticationError,
     BrokerConnectionError,
+    ClosedError,
     FluxabeeError,
     RedisReplyError,
     reply_error,
-    translate_redis_errors,
+    translate_io_errors,
 )
-
-Command = Sequence[bytes | str | int | float]
 
 
 class _ErrorReply(Exception):
@@ -39,27 +41,30 @@ class _ErrorReply(Exception):
 class AsyncConnection:
     """One connection: write a packed pipeline, read its replies."""
 
-    def __init__(self, stream: AsyncStream) -> None:
+    def __init__(self, stream: AsyncStream, where: str) -> None:
         self._stream = stream
         self._reader = hiredis.Reader(replyError=_ErrorReply)
+        #: ``host:port`` (or the socket path) for messages.
+        self.where = where
 
     @classmethod
-    async def open(cls, params: ConnParams) -> AsyncConnection:
+    async def open(cls, params: ConnParams, backend: AsyncNetworkBackend) -> AsyncConnection:
         """Connect and run the handshake (AUTH, SELECT)."""
-        stream = await AsyncBackend.open_stream(params, DEFAULT_CONNECT_TIMEOUT)
-        conn = cls(stream)
+        where = params.describe()
+        with translate_io_errors(where):
+            stream = await backend.connect(params, DEFAULT_CONNECT_TIMEOUT)
+        conn = cls(stream, where)
         try:
             handshake = params.handshake()
             if handshake:
                 replies: list[Any] = []
-                await conn.run(
-                    pack_commands(handshake), len(handshake), replies, DEFAULT_SOCKET_TIMEOUT
-                )
+                payload = b"".join(pack_command(c) for c in handshake)
+                await conn.run(payload, len(handshake), replies, DEFAULT_SOCKET_TIMEOUT)
                 for reply in replies:
                     if isinstance(reply, FluxabeeError):
                         raise reply
         except BaseException:
-            await conn.close()
+            conn.abort()
             raise
         return conn
 
@@ -67,23 +72,24 @@ class AsyncConnection:
         self, payload: bytes | list[bytes], count: int, out: list[Any], timeout: float | None
     ) -> None:
         """Write ``payload`` (``count`` commands) and append their replies to ``out``."""
-        await self._stream.write(payload)
-        reader = self._reader
-        done = 0
-        while done < count:
-            reply = reader.gets()
-            if reply is False:
-                data = await self._stream.read(timeout)
-                if not data:
-                    raise BrokerConnectionError("Redis closed the connection")
-                reader.feed(data)
-                continue
-            if isinstance(reply, _ErrorReply):
-                reply = reply_error(str(reply))
-                if isinstance(reply, BrokerAuthenticationError):
-                    raise reply  # the connection is unusable; the caller closes it
-            out.append(reply)
-            done += 1
+        with translate_io_errors(self.where):
+            await self._stream.write(payload)
+            reader = self._reader
+            done = 0
+            while done < count:
+                reply = reader.gets()
+                if reply is False:
+                    data = await self._stream.read(timeout)
+                    if not data:
+                        raise BrokerConnectionError(f"Redis at {self.where} closed the connection")
+                    reader.feed(data)
+                    continue
+                if isinstance(reply, _ErrorReply):
+                    reply = reply_error(str(reply))
+                    if isinstance(reply, BrokerAuthenticationError):
+                        raise reply  # the connection is unusable; the caller closes it
+                out.append(reply)
+                done += 1
 
     async def stale(self) -> bool:
         """Whether the peer closed this idle connection."""
@@ -93,30 +99,69 @@ class AsyncConnection:
         """Close the connection."""
         await self._stream.close()
 
+    def abort(self) -> None:
+        """Close at once (no await, so it also works while being cancelled)."""
+        self._stream.abort()
+
 
 class AsyncPoolClient:
-    """The connections of one configured Redis pool (a LIFO list of idle ones)."""
+    """The connections of one configured Redis pool (a LIFO list of idle ones).
 
-    def __init__(self, pool: RedisPool) -> None:
+    The idle list is guarded (the sync twin shares it with the lock-keeper thread); every
+    connection, idle or in use, is known, so :meth:`aclose` also wakes a blocked read.
+    """
+
+    def __init__(self, pool: RedisPool, backend: AsyncNetworkBackend) -> None:
         self.pool = pool
         self._params = conn_params(pool.url)
+        self._backend = backend
         self._idle: list[AsyncConnection] = []
+        self._open: set[AsyncConnection] = set()
+        self._guard = AsyncBackend.new_guard()
         self._closed = False
+        #: SHA1s of the scripts this pool's server is known to have (EVALSHA works).
+        self._scripts: set[bytes] = set()
+        self._bulk_limit: int | None = None
+
+    @property
+    def where(self) -> str:
+        """The server's address, for messages (never a password)."""
+        return self._params.describe()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
 
     async def _acquire(self) -> tuple[AsyncConnection, bool]:
-        while self._idle:
-            conn = self._idle.pop()
+        while True:
+            with self._guard:
+                self._check_open()
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                break
             if not await conn.stale():
                 return conn, True
-            await conn.close()
-        with translate_redis_errors():
-            return await AsyncConnection.open(self._params), False
+            self._forget(conn)
+        conn = await AsyncConnection.open(self._params, self._backend)
+        with self._guard:
+            if self._closed:
+                conn.abort()
+                self._check_open()
+            self._open.add(conn)
+        return conn, False
 
-    async def _release(self, conn: AsyncConnection) -> None:
-        if self._closed:
-            await conn.close()
-        else:
-            self._idle.append(conn)
+    def _forget(self, conn: AsyncConnection) -> None:
+        conn.abort()
+        with self._guard:
+            self._open.discard(conn)
+
+    def _release(self, conn: AsyncConnection) -> None:
+        with self._guard:
+            if not self._closed:
+                self._idle.append(conn)
+                return
+            self._open.discard(conn)
+        conn.abort()
 
     async def execute_packed(
         self,
@@ -131,19 +176,21 @@ class AsyncPoolClient:
         other) and read one raw reply each.
 
         An error reply becomes a :class:`RedisReplyError` in its slot (the others go on).
-        A connection failure raises :class:`BrokerConnectionError`; the replies read before
-        it are already in ``out`` (pass a list to learn how far it got).
+        A connection failure raises :class:`BrokerConnectionError` (:class:`ClosedError`
+        once the engine is closed); the replies read before it are already in ``out``
+        (pass a list to learn how far it got, even when cancelled).
         """
         replies: list[Any] = [] if out is None else out
-        if self._closed:
-            raise BrokerConnectionError(f"the client of pool {self.pool.code!r} is closed")
         for attempt in (1, 2):
             conn, reused = await self._acquire()
             try:
-                with translate_redis_errors():
-                    await conn.run(payload, count, replies, timeout)
+                await conn.run(payload, count, replies, timeout)
             except BaseException as exc:
-                await conn.close()
+                self._forget(conn)
+                if self._closed and isinstance(exc, BrokerConnectionError):
+                    raise ClosedError(
+                        f"the engine was closed during a command (pool {self.pool.code!r})"
+                    ) from exc
                 if (
                     retry_safe
                     and reused
@@ -153,64 +200,135 @@ class AsyncPoolClient:
                 ):
                     continue  # a dead pooled connection: safe to try once on a new one
                 raise
-            await self._release(conn)
+            self._release(conn)
             return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def execute(
         self,
-        commands: Sequence[Command],
+        commands: Sequence[Command | ScriptCall],
         *,
         out: list[Any] | None = None,
         timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
         retry_safe: bool = False,
     ) -> list[Any]:
-        """Pack ``commands`` and :meth:`execute_packed` them."""
-        return await self.execute_packed(
-            pack_commands(commands), len(commands), out=out, timeout=timeout, retry_safe=retry_safe
+        """Pack ``commands`` (script calls as EVALSHA once loaded) and run them.
+
+        Error replies name their command; a script call that got NOSCRIPT is sent again as
+        EVAL (it did not run).
+        """
+        replies: list[Any] = [] if out is None else out
+        first = len(replies)
+        packed = [self._pack(c) for c in commands]
+        await self.execute_packed(
+            b"".join(packed), len(commands), out=replies, timeout=timeout, retry_safe=retry_safe
         )
+        for index, command in enumerate(commands, first):
+            reply = replies[index]
+            if isinstance(command, ScriptCall):
+                if isinstance(reply, RedisReplyError) and reply.prefix == "NOSCRIPT":
+                    self._scripts.discard(command.script.sha)
+                    again = await self.execute_packed(
+                        pack_command(command.as_eval()), 1, timeout=timeout
+                    )
+                    reply = replies[index] = again[0]
+                if not isinstance(reply, RedisReplyError):
+                    self._scripts.add(command.script.sha)
+            if isinstance(reply, RedisReplyError) and not reply.command:
+                replies[index] = _named(reply, command)
+        return replies
+
+    def _pack(self, command: Command | ScriptCall) -> bytes:
+        if isinstance(command, ScriptCall):
+            if command.script.sha in self._scripts:
+                return pack_command(command.as_evalsha())
+            return pack_command(command.as_eval())
+        return pack_command(command)
 
     async def call(
         self,
-        command: Command,
+        command: Command | ScriptCall,
         *,
         timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
-        retry_safe: bool = True,
+        retry_safe: bool = False,
     ) -> Any:
-        """Run one command (idempotent unless told); an error reply is raised."""
+        """Run one command; an error reply is raised. Not resent unless ``retry_safe``."""
         reply = (await self.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
         if isinstance(reply, RedisReplyError):
             raise reply
         return reply
 
+    async def bulk_limit(self) -> int:
+        """The server's ``proto-max-bulk-len`` (asked once; 512 MB when CONFIG is refused)."""
+        if self._bulk_limit is None:
+            reply = (
+                await self.execute([[b"CONFIG", b"GET", b"proto-max-bulk-len"]], retry_safe=True)
+            )[0]
+            limit = DEFAULT_BULK_LIMIT
+            if isinstance(reply, list) and len(reply) == 2:
+                limit = int(reply[1])
+            self._bulk_limit = limit
+        return self._bulk_limit
+
+    def forget_bulk_limit(self) -> None:
+        """The server refused a length: ask for its limit again next time."""
+        self._bulk_limit = None
+
     async def aclose(self) -> None:
-        """Close every idle connection; connections in use close when released."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await conn.close()
+        """Close every connection, idle or in use (a blocked read wakes with an error)."""
+        with self._guard:
+            self._closed = True
+            conns, self._open, self._idle = list(self._open), set(), []
+        for conn in conns:
+            conn.abort()
+
+
+def _named(reply: RedisReplyError, command: Command | ScriptCall) -> RedisReplyError:
+    """The same error, naming the command that got it."""
+    name = (
+        f"EVALSHA {command.script.name}"
+        if isinstance(command, ScriptCall)
+        else command_name(command)
+    )
+    return type(reply)(str(reply), name)
 
 
 class AsyncClients:
     """The pool clients of one engine, created on first use, one per pool code."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, backend: AsyncNetworkBackend | None = None) -> None:
         self.config = config
+        self._backend = backend or AsyncNetworkBackend()
         self._clients: dict[str, AsyncPoolClient] = {}
         #: Locks being kept in the background; the engine releases them when it closes.
         self.locks: set[Any] = set()
+        #: Set once the engine closed: every later use raises :class:`ClosedError`.
+        self.closed = False
+
+    def check_open(self) -> None:
+        """Raise :class:`ClosedError` when the engine is closed."""
+        if self.closed:
+            raise ClosedError("the engine is closed")
 
     def client(self, code: str) -> AsyncPoolClient:
         """The client of pool ``code`` (no IO: connections open on first command)."""
+        self.check_open()
         found = self._clients.get(code)
         if found is None:
-            found = self._clients[code] = AsyncPoolClient(self.config.pool(code))
+            found = self._clients[code] = AsyncPoolClient(self.config.pool(code), self._backend)
         return found
+
+    def for_stream(self, stream: str) -> AsyncPoolClient:
+        """The client of the pool that holds ``stream`` (:class:`UnknownStreamError` if none)."""
+        return self.client(self.config.pool_for_stream(stream).code)
 
     async def aclose(self) -> None:
         """Release the locks still kept (stopping their keepers), then close every client."""
-        for lock in list(self.locks):
-            await lock.release()
-        clients, self._clients = list(self._clients.values()), {}
-        for found in clients:
-            await found.aclose()
+        self.closed = True
+        try:
+            for lock in list(self.locks):
+                await lock.release()
+        finally:
+            clients, self._clients = list(self._clients.values()), {}
+            for found in clients:
+                await found.aclose()

@@ -1,8 +1,8 @@
-"""A consumer of one stream's ``consumer_group``: consume, autoclaim, run, cleanup.
+"""A consumer of one stream's group: consume, autoclaim, run, cleanup (the IO shell).
 
-The reading rules live in :mod:`.reader` and the pure modules; this module is the public
-surface and the ``run`` loop: retries with backoff, poison isolation, claiming stale
-events, riding out outages, and (for ``consumer_single``) waiting as a hot standby.
+Every decision is made by :class:`fluxabee._machine.ConsumerMachine`; this module checks
+the arguments, drives the machine's flows (runs each Redis command, calls the handler,
+waits) and owns the resources: the lock keeper of ``consumer_single`` and the stop flag.
 """
 
 from __future__ import annotations
@@ -12,30 +12,82 @@ import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from .._backends import AsyncBackend
+from .. import _validate as validate
+from .._actions import Flow, Hand, Lease, Send
+from .._backends import AsyncBackend, AsyncFlag
 from .._constants import RUN_BLOCK_SLICE
-from .._policy import RetryPolicy, reconnect_delay
-from .._protocol import check_count, to_ms, to_seconds
-from .._scripts import cleanup_consumer
-from ..errors import BrokerConnectionError, ConsumerLockedError
+from .._machine import ConsumerMachine
+from .._policy import RetryPolicy
+from ..errors import ClosedError
 from ..event import AsyncEvent
 from .client import AsyncPoolClient
 from .lock import AsyncLock
-from .reader import AsyncReader
 
 logger = logging.getLogger("fluxabee")
+T = TypeVar("T")
 
 #: A batch handler: takes the events, may ack some; may be ``async def`` under asyncio.
 AsyncHandler = Callable[[list[AsyncEvent]], Any]
 
 
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class AsyncDriver:
+    """Runs a machine's flows: each Send on the client, each Hand on the handler, each
+    Pause on the stop flag; a failure is thrown back into the flow, which decides."""
+
+    def __init__(self, client: AsyncPoolClient, stop: AsyncFlag) -> None:
+        self._client = client
+        self._stop = stop
+        self.machine: ConsumerMachine | None = None
+
+    async def drive(self, flow: Flow[T], handler: Any = None) -> T:
+        """Run ``flow`` to its end and return its result."""
+        result: Any = None
+        error: BaseException | None = None
+        client = self._client
+        while True:
+            try:
+                action = flow.send(result) if error is None else flow.throw(error)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            result = error = None
+            try:
+                if isinstance(action, Send):
+                    if action.packed:
+                        result = await client.execute_packed(
+                            action.packed,
+                            action.count,
+                            timeout=action.timeout,
+                            retry_safe=action.retry_safe,
+                        )
+                    else:
+                        result = await client.execute(
+                            action.commands, timeout=action.timeout, retry_safe=action.retry_safe
+                        )
+                elif isinstance(action, Hand):
+                    result = await AsyncBackend.hand(handler, action.events)
+                else:
+                    result = await self._stop.wait(action.seconds)
+            except BaseException as exc:  # thrown into the flow: it decides
+                error = exc
+
+    async def ack_event(self, event: AsyncEvent) -> None:
+        """``event.ack()``."""
+        assert self.machine is not None
+        await self.drive(self.machine.ack_event(event))
+
+
 class AsyncConsumer:
-    """Reads one stream as one named consumer of the group ``consumer_group``.
+    """Reads one stream as one named consumer of a group (``consumer_group`` by default).
 
     Made by ``broker.consumer_single(stream)`` or ``broker.consumer_many(stream)``.
-    Use it as a context manager to call :meth:`cleanup` on exit.
+    As a context manager it calls :meth:`cleanup` and closes on exit.
     """
 
     def __init__(
@@ -43,26 +95,35 @@ class AsyncConsumer:
         *,
         client: AsyncPoolClient,
         stream: str,
+        group: str,
         name: str,
         retry_policy: RetryPolicy,
         min_idle: float,
-        lock_ttl: float | None,
+        lease: Lease | None,
         locks: set[Any],
     ) -> None:
-        self._client = client
         self._stream = stream
+        self._group = group
         self._name = name
         self._policy = retry_policy
         self._min_idle = min_idle
-        self._lock = (
-            None
-            if lock_ttl is None
-            else AsyncLock(client, stream, lock_ttl, owner=self, registry=locks)
-        )
-        self._reader = AsyncReader(
-            client=client, stream=stream, name=name, policy=retry_policy, lock=self._lock
-        )
+        self._closed = False
         self._stop = AsyncBackend.new_flag()
+        self._lock = None
+        if lease is not None:
+            self._lock = AsyncLock(client, lease, owner=self, registry=locks)
+            lease.on_confirm = self._lock.ensure_keeper
+        self._driver = AsyncDriver(client, self._stop)
+        self._machine = self._driver.machine = ConsumerMachine(
+            stream=stream,
+            group=group,
+            name=name,
+            policy=retry_policy,
+            acker=self._driver.ack_event,
+            clock=time.monotonic,
+            wall_ms=_wall_ms,
+            lease=lease,
+        )
 
     @property
     def name(self) -> str:
@@ -75,12 +136,26 @@ class AsyncConsumer:
         return self._stream
 
     @property
+    def group(self) -> str:
+        """The consumer group it reads in."""
+        return self._group
+
+    @property
     def retry_policy(self) -> RetryPolicy:
         """When events go to the dead letters, and the backoff of ``run``."""
         return self._policy
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} stream={self._stream!r} name={self._name!r}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"the consumer {self._name!r} of {self._stream!r} is closed")
 
     # -- one batch ---------------------------------------------------------------------
 
@@ -95,12 +170,11 @@ class AsyncConsumer:
         Returns how many events were handed over (0 on timeout, without calling handler).
         ``consumer_single`` raises :class:`ConsumerLockedError` while another one is live.
         """
-        count = check_count(count)
-        block_ms = to_ms(block, "block")
-        events = await self._reader.events(await self._reader.read(count, block_ms))
-        if not events:
-            return 0
-        return await self._reader.hand_over(events, handler)
+        count = validate.count(count)
+        block_ms = validate.ms(block, "block")
+        AsyncBackend.check_handler(handler)
+        self._check_open()
+        return await self._driver.drive(self._machine.consume(count, block_ms), handler)
 
     async def autoclaim(
         self, count: int, min_idle: float | _dt.timedelta, handler: AsyncHandler
@@ -111,19 +185,11 @@ class AsyncConsumer:
         round to ``handler`` with the same ack rules as :meth:`consume`, and returns how
         many events it handed over. Works with Redis 6.2 and 7+ replies.
         """
-        count = check_count(count)
-        min_idle_ms = to_ms(min_idle, "min_idle")
-        if self._lock is not None and not await self._lock.refresh():
-            raise ConsumerLockedError(f"stream {self._stream!r} is held by another consumer_single")
-        start, total = "0-0", 0
-        while True:
-            entries, cursor = await self._reader.claim(count, min_idle_ms, start)
-            events = await self._reader.events(entries)
-            if events:
-                total += await self._reader.hand_over(events, handler)
-            if cursor in ("0-0", "0"):
-                return total
-            start = cursor
+        count = validate.count(count)
+        min_idle_ms = validate.ms(min_idle, "min_idle")
+        AsyncBackend.check_handler(handler)
+        self._check_open()
+        return await self._driver.drive(self._machine.autoclaim(count, min_idle_ms), handler)
 
     # -- the run loop ------------------------------------------------------------------
 
@@ -143,111 +209,37 @@ class AsyncConsumer:
         *,
         min_idle: float | _dt.timedelta | None = None,
     ) -> int:
-        """Consume in a loop until :meth:`stop`; return how many events were handled.
+        """Consume in a loop until :meth:`stop` (or :meth:`aclose`); return how many events
+        ended acked by the handler (also those it acked inside a batch that then raised).
 
         - A handler error is logged with the event IDs and does not stop the loop; a failed
-          batch is retried one event at a time at once (so one poison event cannot drag the
-          healthy ones to the dead letters); what still fails stays pending and is handed
-          over again after the retry policy's backoff, until it goes to the dead letters.
+          batch is retried one event at a time at once (each retry a delivery of its own,
+          so ``delivery_count`` grows), so one poison event cannot drag the healthy ones to
+          the dead letters; what still fails stays pending and is handed over again after
+          the retry policy's backoff, until it goes to the dead letters.
         - ``consumer_many`` also claims events pending on any consumer for longer than
           ``min_idle`` (default: the consumer's, 60 s), every ``min_idle / 2``.
         - ``consumer_single`` waits as a hot standby while another holds the stream.
         - Connection failures (and READONLY / LOADING / BUSY / ...) are retried with capped,
           jittered backoff, logged once per outage; a vanished stream or group is
-          recreated. Other Redis errors (a key of the wrong type, missing ACL permissions)
-          and ``BaseException`` from the handler propagate: they need a human.
+          recreated. Other Redis errors (a key of the wrong type, missing ACL permissions),
+          a handler the API cannot call, :class:`ClosedError` (the engine was closed) and
+          ``BaseException`` from the handler propagate: they need a human.
         """
-        count = check_count(count)
-        block_s = to_seconds(block, "block")
-        idle = self._min_idle if min_idle is None else to_seconds(min_idle, "min_idle")
-        total, outage_started, attempt = 0, 0.0, 0
-        next_claim = time.monotonic()
+        count = validate.count(count)
+        block_ms = validate.ms(min(validate.seconds(block, "block"), RUN_BLOCK_SLICE), "block")
+        idle = self._min_idle if min_idle is None else validate.seconds(min_idle, "min_idle")
+        AsyncBackend.check_handler(handler)
+        self._check_open()
+        flow = self._machine.run(count, block_ms, validate.ms(idle, "min_idle"), self._stop.is_set)
         try:
-            while not self._stop.is_set():
-                try:
-                    if self._lock is None and time.monotonic() >= next_claim:
-                        total += await self._claim_stale(count, idle, handler)
-                        next_claim = time.monotonic() + max(idle / 2, 0.01)
-                    total += await self._run_once(count, min(block_s, RUN_BLOCK_SLICE), handler)
-                except ConsumerLockedError:
-                    await self._stop.wait(self._lock.poll_interval if self._lock else 1.0)
-                    continue
-                except BrokerConnectionError as exc:  # RedisUnavailableError too
-                    attempt += 1
-                    if attempt == 1:
-                        outage_started = time.monotonic()
-                        logger.warning(
-                            "fluxabee: consumer %s of %s lost Redis (%s); retrying",
-                            self._name,
-                            self._stream,
-                            exc,
-                        )
-                    self._reader.reset()
-                    await self._stop.wait(reconnect_delay(attempt))
-                    continue
-                if attempt:
-                    logger.warning(
-                        "fluxabee: consumer %s of %s reconnected after %.1f s",
-                        self._name,
-                        self._stream,
-                        time.monotonic() - outage_started,
-                    )
-                    attempt = 0
+            return await self._driver.drive(flow, handler)
         finally:
             self._stop.clear()  # the stop is spent: a later run() runs again
             if self._lock is not None:
                 await self._lock.release()
-        return total
-
-    async def _run_once(self, count: int, block_s: float, handler: AsyncHandler) -> int:
-        events = await self._reader.events(await self._reader.read(count, to_ms(block_s, "block")))
-        return await self._deliver(events, handler)
-
-    async def _claim_stale(self, count: int, min_idle: float, handler: AsyncHandler) -> int:
-        start, total, min_idle_ms = "0-0", 0, to_ms(min_idle, "min_idle")
-        while not self._stop.is_set():
-            entries, cursor = await self._reader.claim(count, min_idle_ms, start)
-            total += await self._deliver(await self._reader.events(entries), handler)
-            if cursor in ("0-0", "0"):
-                break
-            start = cursor
-        return total
-
-    async def _deliver(self, events: list[AsyncEvent], handler: AsyncHandler) -> int:
-        """Hand over with poison isolation and backoff; handler errors are logged, not raised."""
-        if not events:
-            return 0
-        failure = await self._reader.try_hand_over(events, handler)
-        if failure is None:
-            return len(events)
-        _log_failure(self._stream, events, failure)
-        handled = 0
-        if len(events) > 1:  # isolate the poison: retry the rest one event at a time
-            for event in events:
-                if event.acked:
-                    continue
-                failure = await self._reader.try_hand_over([event], handler)
-                if failure is None:
-                    handled += 1
-                    continue
-                _log_failure(self._stream, [event], failure)
-                if self._lock is not None:
-                    break  # consumer_single keeps order: the rest waits behind it
-        failed = [e for e in events if not e.acked]
-        if failed:
-            delay = self._policy.delay(max(e.delivery_count for e in failed))
-            if self._lock is not None:
-                await self._stop.wait(delay)
-            else:
-                self._reader.pending_due = time.monotonic() + delay
-        return handled
 
     # -- leaving -----------------------------------------------------------------------
-
-    async def aclose(self) -> None:
-        """Release the ``consumer_single`` lock (if held) and stop refreshing it."""
-        if self._lock is not None:
-            await self._lock.release()
 
     async def cleanup(self) -> bool:
         """Leave the group without losing anything; returns whether the name was removed.
@@ -257,12 +249,23 @@ class AsyncConsumer:
         deleted, atomically (a Lua script checks and deletes in one step). The lock of a
         ``consumer_single`` is released. The consumer can go on consuming afterwards.
         """
-        await self.aclose()
-        result = await self._client.call(cleanup_consumer(self._stream, self._name))
-        self._reader.pending_first = True
-        return bool(result == 1)
+        self._check_open()
+        if self._lock is not None:
+            await self._lock.release()
+        return await self._driver.drive(self._machine.cleanup())
+
+    async def aclose(self) -> None:
+        """Stop a running :meth:`run` (after the batch in hand), release the lock of a
+        ``consumer_single``; the consumer cannot be used afterwards (:class:`ClosedError`)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._lock is not None:
+            await self._lock.release()
 
     async def __aenter__(self) -> AsyncConsumer:
+        self._check_open()
         return self
 
     async def __aexit__(
@@ -271,15 +274,18 @@ class AsyncConsumer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.cleanup()
-
-
-def _log_failure(stream: str, events: list[AsyncEvent], exc: BaseException) -> None:
-    logger.error(
-        "fluxabee: handler failed on %d events of %s (ids %s): %r",
-        len(events),
-        stream,
-        ", ".join(e.id for e in events[:20]) + (" ..." if len(events) > 20 else ""),
-        exc,
-        exc_info=exc,
-    )
+        """:meth:`cleanup`, then :meth:`aclose`. A cleanup failure while the block's own
+        exception propagates is logged, never put in its place."""
+        try:
+            await self.cleanup()
+        except Exception:
+            if exc is None:
+                raise
+            logger.warning(
+                "fluxabee: cleanup of consumer %s of %s failed while an exception propagated",
+                self._name,
+                self._stream,
+                exc_info=True,
+            )
+        finally:
+            await self.aclose()

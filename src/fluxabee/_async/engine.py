@@ -1,35 +1,70 @@
-"""Engine and context: the entry points of the asyncio API.
+"""Engine and context: the entry points of the API.
 
 An engine owns the Redis connections of a config; a context is a unit of work with its own
 publish buffer (its event broker). Close the engine, or use it as a context manager.
+Closing does not flush: events still buffered are reported in a warning (their count per
+context) and dropped with the context; a closed engine, its contexts and its consumers
+raise :class:`~fluxabee.ClosedError`.
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from types import TracebackType
 
+from .._backends import AsyncNetworkBackend
 from ..config import Config
 from .broker import AsyncEventBroker
 from .client import AsyncClients
 
+logger = logging.getLogger("fluxabee")
+
 
 class AsyncEngine:
-    """Owns the Redis pools of a :class:`~fluxabee.Config`; makes contexts."""
+    """Owns the Redis pools of a :class:`~fluxabee.Config`; makes contexts.
 
-    def __init__(self, config: Config) -> None:
+    ``network_backend`` opens the connections (the default: TCP, TLS or unix sockets);
+    inject one to wrap them, as httpcore's ``network_backend``.
+    """
+
+    def __init__(
+        self, config: Config, *, network_backend: AsyncNetworkBackend | None = None
+    ) -> None:
         #: The configuration this engine serves.
         self.config = config
-        self._clients = AsyncClients(config)
+        self._clients = AsyncClients(config, network_backend)
+        self._contexts: weakref.WeakSet[AsyncContext] = weakref.WeakSet()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the engine was closed."""
+        return self._clients.closed
 
     def new_context(self) -> AsyncContext:
         """A new context, with its own event broker and publish buffer (no IO)."""
-        return AsyncContext(self._clients)
+        self._clients.check_open()
+        context = AsyncContext(self._clients)
+        self._contexts.add(context)
+        return context
 
     async def aclose(self) -> None:
-        """Close every Redis connection of this engine."""
+        """Release the ``consumer_single`` locks, close every Redis connection (a blocked
+        read wakes up), and warn about events still buffered (closing does not flush)."""
+        if self._clients.closed:
+            return
+        buffered = [c.buffered for c in list(self._contexts) if c.buffered]
+        if buffered:
+            logger.warning(
+                "fluxabee: engine closed with %d events still buffered in %d contexts "
+                "(never flushed: they are not sent)",
+                sum(buffered),
+                len(buffered),
+            )
         await self._clients.aclose()
 
     async def __aenter__(self) -> AsyncEngine:
+        self._clients.check_open()
         return self
 
     async def __aexit__(
@@ -48,8 +83,14 @@ class AsyncContext:
         self._clients = clients
         self._broker: AsyncEventBroker | None = None
 
+    @property
+    def buffered(self) -> int:
+        """How many events its broker holds for ``flush``."""
+        return 0 if self._broker is None else self._broker.buffered
+
     def event_broker(self) -> AsyncEventBroker:
         """This context's event broker (created on first call, then reused)."""
+        self._clients.check_open()
         if self._broker is None:
             self._broker = AsyncEventBroker(self._clients)
         return self._broker

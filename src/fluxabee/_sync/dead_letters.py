@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from .._constants import DEAD_LETTER_PAGE
-from .._policy import dead_letter_key, split_dead_letter
-from .._protocol import parse_entries, xadd_command
+from .._keys import dead_letter_key
+from .._policy import split_dead_letter
+from .._protocol import Arg, parse_entries, xadd_command
 from ..codec import split_fields
 from ..errors import RedisReplyError
 from ..event import DeadLetter, Event, SyncDeadLetter, SyncEvent
@@ -15,7 +16,7 @@ from .client import PoolClient
 def read_dead_letters(client: PoolClient, stream: str, count: int) -> list[SyncDeadLetter]:
     """The oldest ``count`` dead letters of ``stream``."""
     key = dead_letter_key(stream)
-    raw = client.call([b"XRANGE", key, b"-", b"+", b"COUNT", count])
+    raw = client.call([b"XRANGE", key, b"-", b"+", b"COUNT", count], retry_safe=True)
     letters: list[SyncDeadLetter] = []
     for entry in parse_entries(raw):
         parts = split_dead_letter(entry.fields or [])
@@ -23,7 +24,7 @@ def read_dead_letters(client: PoolClient, stream: str, count: int) -> list[SyncD
 
         def delete(event: SyncEvent, dead_id: str = entry.id) -> None:
             if not event.acked:
-                client.call([b"XDEL", key, dead_id])
+                client.call([b"XDEL", key, dead_id], retry_safe=True)
                 event.acked = True
 
         event: SyncEvent = Event(
@@ -44,15 +45,16 @@ def replay_dead_letters(client: PoolClient, stream: str) -> int:
     source = stream.encode()
     moved = 0
     while True:
-        raw = client.call([b"XRANGE", key, b"-", b"+", b"COUNT", DEAD_LETTER_PAGE])
+        page: list[Arg] = [b"XRANGE", key, b"-", b"+", b"COUNT", DEAD_LETTER_PAGE]
+        raw = client.call(page, retry_safe=True)
         entries = [e for e in parse_entries(raw) if e.fields is not None]
         if not entries:
             return moved
         commands = [xadd_command(source, split_dead_letter(e.fields or []).fields) for e in entries]
-        replies = client.execute(commands)
+        replies = client.execute(commands)  # never resent: a resend could duplicate
         done = [e.id for e, r in zip(entries, replies, strict=True) if isinstance(r, bytes)]
-        if done:
-            client.call([b"XDEL", key, *done])
+        if done:  # only letters whose XADD Redis confirmed leave the dead letters
+            client.call([b"XDEL", key, *done], retry_safe=True)
             moved += len(done)
         for reply in replies:
             if isinstance(reply, RedisReplyError):

@@ -1,0 +1,574 @@
+"""Pure: every decision of a consumer, as flows its IO shell drives.
+
+A :class:`ConsumerMachine` holds the state of one consumer name of one group (read own
+pending first? pending entries in backoff until when? which error did each event fail
+with?) and its flows say what to do next: read own pending, read new, claim, wait,
+dead-letter, ack. Each flow is a generator of :mod:`fluxabee._actions`; the shell runs each
+:class:`~fluxabee._actions.Send`, calls the handler for each
+:class:`~fluxabee._actions.Hand`, waits for each :class:`~fluxabee._actions.Pause`, and
+sends the result back (or throws the failure in). The clock, the wall clock and the
+jitter source are injected: no IO and no real clock here, so every rule is unit-tested in
+milliseconds.
+
+The rules, each in one place:
+
+- **Own pending first.** A consumer re-reads its own pending list (delivered, never acked)
+  before new entries, until it is empty: after a start, a handler failure, a lost lock, an
+  outage and any lost reply of a read that delivers (``XREADGROUP >``, XAUTOCLAIM, the
+  locked read), whose entries may sit in its pending list unseen.
+- **Dead letters.** An entry read for the ``max_deliveries + 1``-th time is not handed over:
+  it is XADDed to ``{stream}:dead`` first and acked from the stream only once Redis
+  confirmed that XADD, so it is never in neither place. Deleted entries are acked away.
+- **Poison isolation** (``run``). A failed batch is retried at once one event at a time,
+  each retry a delivery of its own (Redis counts it; ``delivery_count`` says it), so one
+  poison event cannot drag the healthy ones along. What still fails waits for the retry
+  policy's backoff: ``consumer_many`` reads new entries meanwhile, ``consumer_single``
+  waits, keeping the stream's order (the rest of the batch stays behind the failed event).
+- **A real single consumer.** ``consumer_single`` reads only through scripts that check its
+  lock, and hands over only while its lease is valid on the injected clock.
+- **Outages** are waited out with capped, jittered backoff, logged once when they start and
+  once when they end; a vanished stream or group is recreated.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from ._actions import Flow, Hand, Lease, Pause, Send
+from ._constants import BLOCK_READ_MARGIN, CLAIM_PENDING_SCAN, MAX_REMEMBERED_ERRORS
+from ._keys import dead_letter_key
+from ._policy import RetryPolicy, dead_letter_fields, error_text, reconnect_delay
+from ._protocol import (
+    Arg,
+    Entry,
+    group_create_command,
+    pack_ack,
+    parse_pending_counts,
+    parse_xautoclaim,
+    parse_xreadgroup,
+    pending_command,
+    xadd_command,
+    xautoclaim_command,
+    xreadgroup_command,
+)
+from ._scripts import cleanup_consumer, lock_refresh, read_single, redeliver
+from .codec import join_fields, split_fields
+from .errors import (
+    BrokerConnectionError,
+    ConsumerLockedError,
+    NoGroupError,
+    RedisReplyError,
+)
+from .event import Event
+
+logger = logging.getLogger("fluxabee")
+
+#: Cursor values that end an XAUTOCLAIM scan.
+_CURSOR_END = ("0-0", "0")
+
+
+def _raise_errors(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, RedisReplyError):
+            raise reply
+    return replies
+
+
+def _with_counts(entries: list[Entry], pending_reply: Any) -> list[Entry]:
+    counts = parse_pending_counts(pending_reply)
+    return [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
+
+
+def _log_failure(stream: str, events: list[Event[Any]], exc: BaseException) -> None:
+    shown = ", ".join(e.id for e in events[:20]) + (" ..." if len(events) > 20 else "")
+    logger.error(
+        "fluxabee: handler failed on %d events of %s (ids %s): %r",
+        len(events),
+        stream,
+        shown,
+        exc,
+        exc_info=exc,
+    )
+
+
+class ConsumerMachine:
+    """The state and rules of one consumer name in one group of one stream."""
+
+    def __init__(
+        self,
+        *,
+        stream: str,
+        group: str,
+        name: str,
+        policy: RetryPolicy,
+        acker: Callable[[Event[Any]], Any],
+        clock: Callable[[], float],
+        wall_ms: Callable[[], int],
+        lease: Lease | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.stream = stream
+        self.group = group
+        self.name = name
+        self.policy = policy
+        self.lease = lease
+        self._acker = acker
+        self._clock = clock
+        self._wall_ms = wall_ms
+        self._rand = rand
+        #: The group was created (or found) since the last reset.
+        self.group_ready = False
+        #: Re-read this consumer's own pending entries before asking for new ones.
+        self.pending_first = True
+        #: ``consumer_many`` leaves its pending entries (in backoff) alone until this time.
+        self.pending_due = 0.0
+        #: The last handler error of each un-acked event, for its dead letter.
+        self.errors: dict[str, str] = {}
+
+    # -- state changes -------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """After an outage or a vanished group: recreate the group, re-read own pending."""
+        self.group_ready = False
+        self.pending_first = True
+
+    def lost_reply(self) -> None:
+        """A read that delivers lost its reply: its entries may be ours, unseen. Re-read own
+        pending before anything else, backoff or not."""
+        self.pending_first = True
+        self.pending_due = 0.0
+
+    def remember(self, events: list[Event[Any]], exc: BaseException) -> None:
+        """Keep the handler error of the un-acked events for their dead letter."""
+        text = error_text(exc)
+        errors = self.errors
+        for event in events:
+            if not event.acked:
+                errors.pop(event.id, None)
+                errors[event.id] = text
+        while len(errors) > MAX_REMEMBERED_ERRORS:
+            errors.pop(next(iter(errors)))
+
+    def backoff(self, failed: list[Event[Any]]) -> float:
+        """Seconds before failed events are handed over again (the policy's backoff)."""
+        return self.policy.delay(max(e.delivery_count for e in failed), self._rand)
+
+    # -- the group and reading -----------------------------------------------------------
+
+    def ensure_group(self) -> Flow[None]:
+        """``XGROUP CREATE ... 0 MKSTREAM`` once; BUSYGROUP is fine, WRONGTYPE is not."""
+        if self.group_ready:
+            return
+        command = group_create_command(self.stream, self.group)
+        reply = (yield Send([command], retry_safe=True))[0]
+        if isinstance(reply, RedisReplyError) and reply.prefix != "BUSYGROUP":
+            raise reply
+        self.group_ready = True
+
+    def read(self, count: int, block_ms: int) -> Flow[list[Entry]]:
+        """Own pending entries first, then new ones, waiting up to ``block_ms``."""
+        yield from self.ensure_group()
+        try:
+            return (yield from self._read_once(count, block_ms))
+        except NoGroupError:
+            # The stream or group vanished (DEL, FLUSHALL, failover): recreate, read again.
+            self.reset()
+            yield from self.ensure_group()
+            return (yield from self._read_once(count, block_ms))
+
+    def _read_once(self, count: int, block_ms: int) -> Flow[list[Entry]]:
+        if self.lease is not None:
+            return (yield from self._read_locked(self.lease, count, block_ms))
+        now = self._clock()
+        if self.pending_first and now >= self.pending_due:
+            read = xreadgroup_command(self.stream, self.group, self.name, count, start="0")
+            counts = pending_command(self.stream, self.group, self.name, count)
+            replies = _raise_errors((yield Send([read, counts], retry_safe=True)))
+            entries = parse_xreadgroup(replies[0])
+            if entries:
+                return _with_counts(entries, replies[1])
+            self.pending_first = False
+        elif self.pending_first:  # own pending entries wait out their backoff: read new ones
+            block_ms = min(block_ms, max(1, int((self.pending_due - now) * 1000)))
+        read = xreadgroup_command(
+            self.stream, self.group, self.name, count, start=">", block_ms=block_ms
+        )
+        try:
+            reply = (yield Send([read], timeout=block_ms / 1000 + BLOCK_READ_MARGIN))[0]
+        except BrokerConnectionError:
+            self.lost_reply()
+            raise
+        return parse_xreadgroup(_raise_errors([reply])[0])
+
+    def _read_locked(self, lease: Lease, count: int, block_ms: int) -> Flow[list[Entry]]:
+        """``consumer_single``: read the group only inside the lock-checking script."""
+        deadline = self._clock() + block_ms / 1000
+        while True:
+            call = read_single(
+                self.stream,
+                lease.key,
+                group=self.group,
+                token=lease.token,
+                ttl_ms=lease.ttl_ms,
+                consumer=self.name,
+                count=count,
+                pending=self.pending_first,
+            )
+            sent_at = self._clock()
+            try:
+                reply = _raise_errors((yield Send([call])))[0]
+            except BrokerConnectionError:
+                self.lost_reply()
+                raise
+            if reply[0] == 0:
+                self._lock_lost(lease, int(reply[1]))
+            lease.confirmed(sent_at)
+            raw, counts, last_id = reply[1], reply[2], reply[3]
+            if raw:
+                entries = parse_xreadgroup(raw)
+                if counts:
+                    return _with_counts(entries, counts)
+                self.pending_first = False
+                return entries
+            self.pending_first = False
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                # Idle: look at the own pending list again next time (a holder that died
+                # while this one's lease had lapsed may have left entries there).
+                self.pending_first = True
+                return []
+            wait: list[Arg] = [b"XREAD", b"BLOCK", max(1, int(remaining * 1000)), b"STREAMS"]
+            yield Send(
+                [[*wait, self.stream, last_id]],
+                retry_safe=True,
+                timeout=remaining + BLOCK_READ_MARGIN,
+            )
+
+    def _lock_lost(self, lease: Lease, pttl: int) -> None:
+        lease.lost()
+        self.pending_first = True
+        raise ConsumerLockedError(
+            f"stream {self.stream!r} is held by another consumer_single "
+            f"(its lock expires in {pttl} ms unless refreshed)"
+        )
+
+    def refresh_lock(self) -> Flow[None]:
+        """Take or extend the lock now; :class:`ConsumerLockedError` when another has it."""
+        lease = self.lease
+        if lease is None:
+            return
+        sent_at = self._clock()
+        call = lock_refresh(lease.key, lease.token, lease.ttl_ms)
+        reply = _raise_errors((yield Send([call])))[0]
+        if reply != 1:
+            self._lock_lost(lease, -int(reply))
+        lease.confirmed(sent_at)
+
+    def claim(self, count: int, min_idle_ms: int, start: str) -> Flow[tuple[list[Entry], str]]:
+        """One XAUTOCLAIM round: claimed entries (with delivery counts) and the next cursor."""
+        yield from self.ensure_group()
+        command = xautoclaim_command(
+            self.stream, self.group, self.name, min_idle_ms=min_idle_ms, start=start, count=count
+        )
+        try:
+            reply = _raise_errors((yield Send([command])))[0]
+        except BrokerConnectionError:
+            self.lost_reply()
+            raise
+        claimed = parse_xautoclaim(reply)
+        if claimed.holes:  # Redis 6.2: deleted entries, claimed as bare nils, now ours
+            self.pending_first = True
+        entries = claimed.entries
+        live = [e for e in entries if e.fields is not None]
+        if live:
+            scan = pending_command(
+                self.stream,
+                self.group,
+                self.name,
+                CLAIM_PENDING_SCAN,
+                start=live[0].id,
+                end=live[-1].id,
+            )
+            entries = _with_counts(entries, (yield Send([scan], retry_safe=True))[0])
+        return entries, claimed.cursor
+
+    def _redeliver(self, ids: list[str]) -> Flow[list[Entry]]:
+        """Hand again exactly ``ids`` this consumer still holds, each a delivery of its own."""
+        lease = self.lease
+        if lease is None:
+            call = redeliver(self.stream, self.group, self.name, ids)
+        else:
+            call = redeliver(
+                self.stream,
+                self.group,
+                self.name,
+                ids,
+                lock=lease.key,
+                token=lease.token,
+                ttl_ms=lease.ttl_ms,
+            )
+        sent_at = self._clock()
+        try:
+            reply = _raise_errors((yield Send([call])))[0]
+        except BrokerConnectionError:
+            self.lost_reply()
+            raise
+        if reply[0] == 0 and lease is not None:
+            self._lock_lost(lease, int(reply[1]))
+        if lease is not None:
+            lease.confirmed(sent_at)
+        return [
+            Entry(item[0].decode(), item[1], int(deliveries))
+            for item, deliveries in zip(reply[1], reply[2], strict=True)
+        ]
+
+    # -- events, acks and dead letters ---------------------------------------------------
+
+    def prepare(self, entries: list[Entry]) -> Flow[list[Event[Any]]]:
+        """Entries -> events to hand over: deleted ones are acked, exceeded ones dead-lettered."""
+        events: list[Event[Any]] = []
+        gone: list[str] = []
+        dead: list[Event[Any]] = []
+        stream, acker, exceeded = self.stream, self._acker, self.policy.exceeded
+        for entry_id, fields, deliveries in entries:  # the hot loop of consuming: keep it lean
+            if fields is None:
+                gone.append(entry_id)
+                continue
+            raw, meta = split_fields(fields)
+            event: Event[Any] = Event(entry_id, stream, raw, meta, acker, deliveries)
+            (dead if exceeded(deliveries) else events).append(event)
+        if gone:
+            yield from self.ack(gone)
+        if dead:
+            yield from self.dead_letter(dead, handed=[e.delivery_count - 1 for e in dead])
+        return events
+
+    def ack(self, ids: list[str]) -> Flow[None]:
+        """XACK + XDEL of ``ids`` in one round trip (idempotent, so retry-safe)."""
+        ack = pack_ack(self.stream, self.group, ids)
+        _raise_errors((yield Send(packed=ack, count=2, retry_safe=True)))
+        for entry_id in ids:
+            self.errors.pop(entry_id, None)
+
+    def ack_event(self, event: Event[Any]) -> Flow[None]:
+        """``event.ack()``: ack and delete now; idempotent."""
+        if event.acked:
+            return
+        yield from self.ack([event.id])
+        event.acked = True
+
+    def dead_letter(self, events: list[Event[Any]], handed: list[int]) -> Flow[None]:
+        """XADD ``events`` to ``{stream}:dead``, then ack from the stream those Redis confirmed.
+
+        ``handed`` is how many times each was handed to a handler. An XADD is never resent
+        (a resend could write a letter twice); an event whose XADD failed stays pending.
+        """
+        now_ms = self._wall_ms()
+        target = dead_letter_key(self.stream)
+        commands = [
+            xadd_command(
+                target,
+                dead_letter_fields(
+                    join_fields(e.raw_body, e.meta),
+                    error=self.errors.get(e.id) or error_text(None),
+                    deliveries=times,
+                    source_id=e.id,
+                    now_ms=now_ms,
+                ),
+            )
+            for e, times in zip(events, handed, strict=True)
+        ]
+        replies = yield Send(commands)
+        moved = [e for e, r in zip(events, replies, strict=True) if isinstance(r, bytes)]
+        if moved:
+            yield from self.ack([e.id for e in moved])
+            for event in moved:
+                event.acked = True
+        for event, times in zip(events, handed, strict=True):
+            if event.acked:
+                logger.warning(
+                    "fluxabee: event %s of %s moved to dead letters after %d deliveries",
+                    event.id,
+                    self.stream,
+                    times,
+                )
+        failed = [r for r in replies if isinstance(r, RedisReplyError)]
+        if failed:
+            raise type(failed[0])(
+                f"could not dead-letter {len(failed)} events of {self.stream!r} "
+                f"(they stay pending): {failed[0]}"
+            )
+
+    def hand_over(self, events: list[Event[Any]]) -> Flow[BaseException | None]:
+        """Call the handler; ack what it left un-acked when it returns, in one round trip.
+
+        Returns the handler's exception (its un-acked events stay pending and are re-read
+        first next time). Failures of fluxabee's own (acking, a lapsed lease) raise.
+        """
+        lease = self.lease
+        if lease is not None and not lease.held():
+            self.pending_first = True
+            raise ConsumerLockedError(
+                f"the consumer_single lock of {self.stream!r} lapsed before the hand-over"
+            )
+        try:
+            failure: BaseException | None = yield Hand(events)
+        except BaseException:
+            self.pending_first = True
+            raise
+        if failure is not None:
+            self.pending_first = True
+            self.remember(events, failure)
+            return failure
+        rest = [e.id for e in events if not e.acked]
+        if rest:
+            yield from self.ack(rest)
+            for event in events:
+                event.acked = True
+        return None
+
+    # -- the public flows ----------------------------------------------------------------
+
+    def consume(self, count: int, block_ms: int) -> Flow[int]:
+        """One batch: read, hand over, ack; the handler's exception propagates."""
+        events = yield from self.prepare((yield from self.read(count, block_ms)))
+        if not events:
+            return 0
+        failure = yield from self.hand_over(events)
+        if failure is not None:
+            unacked = [e for e in events if not e.acked]
+            if len(unacked) == 1 and self.policy.dead_letters_at_once(failure):
+                yield from self.dead_letter(unacked, handed=[unacked[0].delivery_count])
+            raise failure
+        return len(events)
+
+    def autoclaim(self, count: int, min_idle_ms: int) -> Flow[int]:
+        """Claim entries idle longer than ``min_idle_ms`` on any consumer, round after round,
+        and hand each round over; returns how many events were handed over."""
+        yield from self.refresh_lock()
+        start, total = "0-0", 0
+        while True:
+            entries, cursor = yield from self.claim(count, min_idle_ms, start)
+            events = yield from self.prepare(entries)
+            if events:
+                failure = yield from self.hand_over(events)
+                if failure is not None:
+                    raise failure
+                total += len(events)
+            if cursor in _CURSOR_END:
+                return total
+            start = cursor
+
+    def cleanup(self) -> Flow[bool]:
+        """Leave the group unless holding pending entries (atomic); whether it was left."""
+        reply = _raise_errors((yield Send([cleanup_consumer(self.stream, self.group, self.name)])))
+        self.pending_first = True
+        return bool(reply[0] == 1)
+
+    # -- run -----------------------------------------------------------------------------
+
+    def deliver(self, events: list[Event[Any]]) -> Flow[int]:
+        """``run``'s hand-over: poison isolation, then backoff. Returns how many events ended
+        acked by a handler (also those it acked inside a batch that then raised)."""
+        if not events:
+            return 0
+        failure = yield from self.hand_over(events)
+        if failure is None:
+            return len(events)
+        _log_failure(self.stream, events, failure)
+        handled = sum(1 for e in events if e.acked)
+        failed = [e for e in events if not e.acked]
+        if len(events) > 1:
+            isolated, failed = yield from self._isolate(failed)
+            handled += isolated
+        elif self.policy.dead_letters_at_once(failure):
+            yield from self.dead_letter(failed, handed=[e.delivery_count for e in failed])
+            failed = []
+        if failed:
+            delay = self.backoff(failed)
+            if self.lease is not None:
+                yield Pause(delay)  # keep the order: nothing moves past a failed event
+            else:
+                self.pending_due = self._clock() + delay
+        return handled
+
+    def _isolate(self, failed: list[Event[Any]]) -> Flow[tuple[int, list[Event[Any]]]]:
+        """Hand each failed event again, alone; returns (handled, still failing)."""
+        handled = 0
+        still: list[Event[Any]] = []
+        for index, previous in enumerate(failed):
+            events = yield from self.prepare((yield from self._redeliver([previous.id])))
+            if not events:
+                continue  # acked meanwhile, claimed by another consumer, or dead-lettered
+            failure = yield from self.hand_over(events)
+            if failure is None:
+                handled += 1
+                continue
+            _log_failure(self.stream, events, failure)
+            if self.policy.dead_letters_at_once(failure):
+                yield from self.dead_letter(events, handed=[events[0].delivery_count])
+                continue
+            still += events
+            if self.lease is not None:
+                still += failed[index + 1 :]  # consumer_single: the rest waits behind it
+                break
+        return handled, still
+
+    def claim_stale(self, count: int, min_idle_ms: int, stopped: Callable[[], bool]) -> Flow[int]:
+        """``run``'s claiming: every entry idle longer than ``min_idle_ms``, delivered."""
+        start, total = "0-0", 0
+        while not stopped():
+            entries, cursor = yield from self.claim(count, min_idle_ms, start)
+            total += yield from self.deliver((yield from self.prepare(entries)))
+            if cursor in _CURSOR_END:
+                break
+            start = cursor
+        return total
+
+    def run(
+        self,
+        count: int,
+        block_ms: int,
+        min_idle_ms: int,
+        stopped: Callable[[], bool],
+    ) -> Flow[int]:
+        """Read, deliver and claim until ``stopped()``; how many events handlers acked."""
+        total, attempt, outage_started = 0, 0, 0.0
+        claims = self.lease is None
+        next_claim = self._clock()
+        while not stopped():
+            try:
+                if claims and self._clock() >= next_claim:
+                    total += yield from self.claim_stale(count, min_idle_ms, stopped)
+                    next_claim = self._clock() + max(min_idle_ms / 2000, 0.01)
+                events = yield from self.prepare((yield from self.read(count, block_ms)))
+                total += yield from self.deliver(events)
+            except ConsumerLockedError:
+                assert self.lease is not None
+                yield Pause(self.lease.poll_interval)  # a hot standby
+                continue
+            except BrokerConnectionError as exc:  # RedisUnavailableError too
+                attempt += 1
+                if attempt == 1:
+                    outage_started = self._clock()
+                    logger.warning(
+                        "fluxabee: consumer %s of %s lost Redis (%s); retrying",
+                        self.name,
+                        self.stream,
+                        exc,
+                    )
+                self.reset()
+                yield Pause(reconnect_delay(attempt, self._rand))
+                continue
+            if attempt:
+                logger.warning(
+                    "fluxabee: consumer %s of %s reconnected after %.1f s",
+                    self.name,
+                    self.stream,
+                    self._clock() - outage_started,
+                )
+                attempt = 0
+        return total

@@ -1,0 +1,175 @@
+"""Pure: the publish buffer of a context and the rules of ``flush``.
+
+``publish`` adds a packed XADD to the :class:`Outbox`; ``flush`` takes a snapshot
+(a :class:`Flush`), sends one pipeline per server and records, reply by reply, what Redis
+confirmed. Whatever happens (an error reply, a dropped connection, a cancellation, a
+KeyboardInterrupt), :meth:`Outbox.settle` removes from the buffer exactly the events Redis
+confirmed and those refused as too large, and keeps every other one, in order, for the
+next ``flush``. Nothing is ever resent by the library itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    BrokerConnectionError,
+    EventTooLargeError,
+    FluxabeeError,
+    PartialFlushError,
+    RedisReplyError,
+)
+
+#: The smallest ``proto-max-bulk-len`` a Redis server accepts (1 MB): events whose fields
+#: are all this short need no look at the server's limit.
+MIN_BULK_LIMIT = 1024 * 1024
+#: Redis's default ``proto-max-bulk-len`` (512 MB), assumed when ``CONFIG GET`` is refused.
+DEFAULT_BULK_LIMIT = 512 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Pending:
+    """One buffered event: its pool, stream, packed XADD and longest field, in bytes."""
+
+    pool: str
+    stream: str
+    packed: bytes
+    size: int
+
+
+def is_bulk_length_error(reply: Any) -> bool:
+    """Whether an error reply is Redis refusing a too long argument (and the connection)."""
+    return isinstance(reply, RedisReplyError) and "invalid bulk length" in str(reply)
+
+
+def too_large(stream: str, size: int, limit: int) -> str:
+    """The message for an event over the server's limit."""
+    return (
+        f"an event of stream {stream!r} has a field of {size} bytes, over the server's "
+        f"proto-max-bulk-len of {limit} bytes; it was not sent"
+    )
+
+
+class Flush:
+    """One ``flush`` in progress: the snapshot, and what each event came to."""
+
+    def __init__(self, items: list[Pending]) -> None:
+        self.items = items
+        #: Per event: its new entry ID once Redis confirmed it.
+        self.ids: list[str | None] = [None] * len(items)
+        #: Indexes of events refused as too large (they leave the buffer).
+        self.rejected: list[int] = []
+        self._limits: dict[int, int] = {}
+        self._failure: FluxabeeError | None = None
+        self._reply_error: FluxabeeError | None = None
+        #: Event indexes per pool code, in publish order (order within a stream is kept).
+        self.groups: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            self.groups.setdefault(item.pool, []).append(index)
+
+    def needs_limit(self, indexes: list[int]) -> bool:
+        """Whether some event is long enough that the server's limit must be known."""
+        items = self.items
+        return any(items[i].size > MIN_BULK_LIMIT for i in indexes)
+
+    def within_limit(self, indexes: list[int], limit: int) -> list[int]:
+        """The events to send; those over ``limit`` are rejected (never sent)."""
+        keep = []
+        for index in indexes:
+            if self.items[index].size > limit:
+                self.rejected.append(index)
+                self._limits[index] = limit
+            else:
+                keep.append(index)
+        return keep
+
+    def record(
+        self, indexes: list[int], replies: list[Any], failure: BaseException | None = None
+    ) -> None:
+        """The replies Redis gave to the events ``indexes`` (maybe fewer: it failed)."""
+        for index, reply in zip(indexes, replies, strict=False):
+            if isinstance(reply, bytes):
+                self.ids[index] = reply.decode()
+            elif is_bulk_length_error(reply):
+                self.rejected.append(index)
+            elif isinstance(reply, BrokerConnectionError):  # LOADING, READONLY, ...
+                self._failure = self._failure or reply
+            elif isinstance(reply, FluxabeeError):
+                self._reply_error = self._reply_error or reply
+        if isinstance(failure, BrokerConnectionError) and self._failure is None:
+            self._failure = failure
+
+    def settled(self, index: int) -> bool:
+        """Whether event ``index`` leaves the buffer (landed, or refused as too large)."""
+        return self.ids[index] is not None or index in self.rejected
+
+    def outcome(self) -> list[str]:
+        """The IDs when every event landed; else the error to raise (see ``flush``)."""
+        if self._failure is None and self._reply_error is None and not self.rejected:
+            return self.ids  # type: ignore[return-value] # every slot holds an ID
+        kept = sum(1 for i in range(len(self.items)) if not self.settled(i))
+        if self.rejected:  # a permanent error: it needs the user, so it goes first
+            raise self._too_large(kept) from (self._failure or self._reply_error)
+        if self._failure is not None:
+            landed = sum(1 for i in self.ids if i is not None)
+            raise PartialFlushError(
+                f"flush failed after {landed} of {len(self.items)} events; "
+                f"{kept} stay buffered: {self._failure}",
+                self.ids,
+            ) from self._failure
+        assert self._reply_error is not None
+        raise self._reply_error
+
+    def _too_large(self, kept: int) -> EventTooLargeError:
+        first = min(self.rejected)
+        item = self.items[first]
+        limit = self._limits.get(first)
+        if limit is None:  # learned from Redis's own refusal
+            message = (
+                f"an event of stream {item.stream!r} has a field of {item.size} bytes, which "
+                f"the server refused (over its proto-max-bulk-len); it was not stored"
+            )
+        else:
+            message = too_large(item.stream, item.size, limit)
+        if len(self.rejected) > 1:
+            message += f" ({len(self.rejected) - 1} more events refused)"
+        if kept:
+            message += f"; {kept} other events stay buffered"
+        return EventTooLargeError(
+            message,
+            stream=item.stream,
+            size=item.size,
+            limit=limit or 0,
+            ids=self.ids,
+            rejected=sorted(self.rejected),
+        )
+
+
+@dataclass
+class Outbox:
+    """A context's buffered events, in publish order."""
+
+    items: list[Pending] = field(default_factory=list)
+
+    def add(self, item: Pending) -> None:
+        """Buffer one event."""
+        self.items.append(item)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def discard(self) -> int:
+        """Drop every buffered event; how many."""
+        dropped, self.items = len(self.items), []
+        return dropped
+
+    def begin(self) -> Flush:
+        """A flush of everything buffered now (events published meanwhile wait for the next)."""
+        return Flush(list(self.items))
+
+    def settle(self, flush: Flush) -> None:
+        """Remove the events ``flush`` settled; keep the rest, in order, before newer ones."""
+        taken = len(flush.items)
+        kept = [item for i, item in enumerate(flush.items) if not flush.settled(i)]
+        self.items = kept + self.items[taken:]

@@ -1,0 +1,88 @@
+"""Pure: the one place where public arguments are checked and converted.
+
+Every count, block, duration and TTL argument of the public API goes through one of these
+functions, so every bad value raises :class:`~fluxabee.errors.InvalidArgumentError` whose
+message starts with the argument's name. Durations are ``datetime.timedelta`` or seconds
+(``int`` / ``float``, never ``bool`` or ``str``), converted once to Redis milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import math
+import reprlib
+from typing import Any
+
+from .errors import InvalidArgumentError
+
+#: Largest count accepted (Redis reads a signed 64-bit integer; far beyond any batch).
+MAX_COUNT = 2**31 - 1
+#: Longest duration accepted, seconds (about 292 years in ms still fits in 64 bits).
+MAX_SECONDS = 9.2e15 / 1000
+
+
+def _shown(value: object) -> str:
+    return f"{type(value).__name__} {reprlib.repr(value)}"
+
+
+def count(value: object, name: str = "count") -> int:
+    """A batch size: an ``int`` from 1 to :data:`MAX_COUNT`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be an int >= 1, got {_shown(value)}")
+    if not 1 <= value <= MAX_COUNT:
+        raise InvalidArgumentError(f"{name} must be an int from 1 to {MAX_COUNT}, got {value}")
+    return value
+
+
+def seconds(value: object, name: str, *, positive: bool = False) -> float:
+    """A duration as finite seconds: ``>= 0``, or ``> 0`` when ``positive``."""
+    if isinstance(value, _dt.timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    else:
+        raise InvalidArgumentError(
+            f"{name} must be seconds (int or float) or a datetime.timedelta, got {_shown(value)}"
+        )
+    if not math.isfinite(result) or result < 0 or result > MAX_SECONDS:
+        raise InvalidArgumentError(f"{name} must be a finite duration >= 0, got {value!r}")
+    if positive and result <= 0:
+        raise InvalidArgumentError(f"{name} must be a duration > 0, got {value!r}")
+    return result
+
+
+def ms(value: object, name: str, *, positive: bool = False) -> int:
+    """A duration as whole Redis milliseconds, rounded up (0.0001 s is not "now")."""
+    return math.ceil(seconds(value, name, positive=positive) * 1000)
+
+
+def optional_seconds(value: object, name: str) -> float | None:
+    """``None``, or a duration >= 0 in seconds."""
+    return None if value is None else seconds(value, name)
+
+
+def handler(value: object, *, sync: bool) -> None:
+    """A batch handler: callable, and a plain function (not ``async def``) for the sync API."""
+    if not callable(value):
+        raise InvalidArgumentError(f"handler must be callable, got {_shown(value)}")
+    if sync and _is_async(value):
+        raise InvalidArgumentError(
+            "handler is an async function but this is the sync API: "
+            "use fluxabee.AsyncEngine for async def handlers"
+        )
+
+
+def _is_async(value: Any) -> bool:
+    if inspect.iscoroutinefunction(value):
+        return True
+    call = getattr(value, "__call__", None)  # noqa: B004 - an object with async __call__
+    func = getattr(value, "func", None)  # functools.partial of an async function
+    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(func)
+
+
+def name_text(value: object, name: str) -> str:
+    """A non-empty ``str`` (stream, group, consumer names)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{name} must be a non-empty str, got {_shown(value)}")
+    return value
