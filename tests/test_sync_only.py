@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from fluxabee import Config, Engine, EventBroker, InvalidArgumentError, SyncEvent
+from fluxabee import ClosedError, Config, Engine, EventBroker, InvalidArgumentError, SyncEvent
 
 
 @pytest.fixture
@@ -93,6 +94,66 @@ def test_stop_from_a_signal_handler_ends_run(broker: EventBroker) -> None:
         assert consumer.run(10, 30.0, handler) == 1
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_closing_the_engine_wakes_a_run_blocked_in_a_read_in_another_thread(
+    config: Config, rclient: redis.Redis
+) -> None:
+    engine = Engine(config)
+    consumer = engine.new_context().event_broker().consumer_many("test-stream")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            consumer.run(10, 30.0, lambda events: None)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while int(rclient.info("clients")["blocked_clients"]) != 1:
+        assert time.monotonic() < deadline, "the run never blocked in a read"
+        time.sleep(0.005)
+    engine.close()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert [type(e) for e in errors] == [ClosedError]
+
+
+def test_the_pool_shared_with_the_lock_keeper_thread_stays_consistent(
+    broker: EventBroker,
+) -> None:
+    # The keeper thread of a consumer_single uses its consumer's pool, as does the thread
+    # that consumes (and any other): many threads take and return connections at once,
+    # switching as often as the interpreter allows.
+    consumer = broker.consumer_single("test-stream", lock_ttl=0.03)  # keeper every 10 ms
+    consumer.consume(1, 0, lambda events: None)
+    client = consumer._driver._client
+    errors: list[BaseException] = []
+
+    def hammer() -> None:
+        try:
+            for _ in range(400):
+                client.call([b"PING"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        sys.setswitchinterval(previous)
+    assert errors == []
+    idle = list(client._idle)
+    assert len(idle) == len(set(idle))  # no connection handed out twice
+    assert set(idle) <= client._open
+    consumer.close()
 
 
 def keepers() -> list[threading.Thread]:

@@ -7,6 +7,7 @@ so a plain ``Event`` annotation means the sync one) and an awaitable for asyncio
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic
@@ -21,6 +22,13 @@ T = TypeVar("T")
 AckT = TypeVar("AckT", default=None)
 
 _UNSET: Any = object()
+#: Bodies longer than this are not decoded for ``repr`` (their size is shown).
+_PREVIEW_DECODE_LIMIT = 4096
+_REPR = reprlib.Repr()
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxdict = 6
+_REPR.maxlist = 6
 
 
 class Event(Generic[AckT]):
@@ -91,10 +99,23 @@ class Event(Generic[AckT]):
         return self._acker(self)
 
     def __repr__(self) -> str:
+        """ID, stream, delivery count, ack state and a bounded preview of body and meta."""
         return (
-            f"Event(stream={self.stream!r}, id={self.id!r}, meta={self.meta!r}, "
-            f"delivery_count={self.delivery_count}, acked={self.acked})"
+            f"<Event {self.id} of {self.stream!r} delivery={self.delivery_count}"
+            f"{' acked' if self.acked else ''} body={self._preview()}"
+            f"{' meta=' + _REPR.repr(self.meta) if self.meta else ''}>"
         )
+
+    def _preview(self) -> str:
+        raw = self.raw_body
+        if raw is None:
+            return "None"
+        if self._body is _UNSET and len(raw) > _PREVIEW_DECODE_LIMIT:
+            return f"<{len(raw)} bytes>"  # not decoded just to be shown
+        try:
+            return _REPR.repr(self.body)
+        except DecodeError:
+            return f"<undecodable, {len(raw)} bytes>"
 
 
 #: The event type of the sync API (``ack()`` returns ``None``).

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from fluxabee import DecodeError, FluxabeeError, SerializationError
 from fluxabee.codec import decode_body, encode_body, entry_fields, split_fields, unserialize
+from fluxabee.event import _UNSET, Event
 
 
 @dataclasses.dataclass
@@ -147,3 +148,20 @@ def test_any_bytes_decode_to_a_value_or_a_decode_error(raw: bytes) -> None:
     except FluxabeeError as exc:
         assert isinstance(exc, DecodeError)
         assert exc.raw == raw
+
+
+def test_event_repr_shows_id_stream_deliveries_and_a_bounded_body_preview() -> None:
+    def acker(event: Event[None]) -> None:
+        pass
+
+    small = Event("1-0", "orders", encode_body({"id": 7, "note": "x" * 500}), {"k": "v"}, acker, 2)
+    text = repr(small)
+    assert text.startswith("<Event 1-0 of 'orders' delivery=2 body={")
+    assert "'id': 7" in text and "meta={'k': 'v'}" in text
+    assert len(text) < 200
+    big = Event("2-0", "orders", encode_body("y" * 100_000), {}, acker)
+    assert "body=<100005 bytes>" in repr(big)
+    assert big._body is _UNSET  # not decoded just to be shown
+    broken = Event("3-0", "orders", b"\xc1", {}, acker)
+    assert "undecodable" in repr(broken)
+    assert "body=None" in repr(Event("4-0", "s", None, {"a": "b"}, acker))

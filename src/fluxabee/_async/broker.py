@@ -59,6 +59,7 @@ class AsyncEventBroker:
         self._flushing = AsyncBackend.new_lock()
         #: stream -> (pool code, packed ``XADD <stream> *`` header).
         self._targets: dict[str, tuple[str, bytes]] = {}
+        clients.brokers.add(self)
 
     # -- publishing ------------------------------------------------------------------
 

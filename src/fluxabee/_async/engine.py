@@ -10,10 +10,9 @@ raise :class:`~fluxabee.ClosedError`.
 from __future__ import annotations
 
 import logging
-import weakref
 from types import TracebackType
 
-from .._backends import AsyncNetworkBackend
+from .._backends import AsyncBackend, AsyncNetworkBackend
 from ..config import Config
 from .broker import AsyncEventBroker
 from .client import AsyncClients
@@ -34,7 +33,6 @@ class AsyncEngine:
         #: The configuration this engine serves.
         self.config = config
         self._clients = AsyncClients(config, network_backend)
-        self._contexts: weakref.WeakSet[AsyncContext] = weakref.WeakSet()
 
     @property
     def closed(self) -> bool:
@@ -44,16 +42,21 @@ class AsyncEngine:
     def new_context(self) -> AsyncContext:
         """A new context, with its own event broker and publish buffer (no IO)."""
         self._clients.check_open()
-        context = AsyncContext(self._clients)
-        self._contexts.add(context)
-        return context
+        return AsyncContext(self._clients)
 
     async def aclose(self) -> None:
         """Release the ``consumer_single`` locks, close every Redis connection (a blocked
-        read wakes up), and warn about events still buffered (closing does not flush)."""
+        read wakes up), and warn about events still buffered (closing does not flush).
+
+        The work is shielded: a cancelled ``aclose`` raises its cancellation at once and
+        the closing still finishes.
+        """
         if self._clients.closed:
             return
-        buffered = [c.buffered for c in list(self._contexts) if c.buffered]
+        await AsyncBackend.shielded(self._close)
+
+    async def _close(self) -> None:
+        buffered = [b.buffered for b in list(self._clients.brokers) if b.buffered]
         if buffered:
             logger.warning(
                 "fluxabee: engine closed with %d events still buffered in %d contexts "

@@ -77,11 +77,7 @@ class AsyncLock:
                 logger.exception("fluxabee: refreshing lock %s failed", self.lease.key)
 
     async def release(self) -> None:
-        """Stop refreshing and delete the key if it is still ours.
-
-        Deleting the key is shielded: it finishes even when the caller is cancelled (the
-        cancellation still propagates).
-        """
+        """Stop refreshing and delete the key if it is still ours (callers shield it)."""
         keeper, self._keeper = self._keeper, None
         self._stop.set()
         self._registry.discard(self)
@@ -89,7 +85,7 @@ class AsyncLock:
             if keeper is not None:
                 await AsyncBackend.join_background(keeper)
         finally:
-            await AsyncBackend.shielded(self._release_key)
+            await self._release_key()
 
     async def _release_key(self) -> None:
         lease = self.lease

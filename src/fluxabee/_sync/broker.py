@@ -60,6 +60,7 @@ class EventBroker:
         self._flushing = SyncBackend.new_lock()
         #: stream -> (pool code, packed ``XADD <stream> *`` header).
         self._targets: dict[str, tuple[str, bytes]] = {}
+        clients.brokers.add(self)
 
     # -- publishing ------------------------------------------------------------------
 

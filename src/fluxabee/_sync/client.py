@@ -12,6 +12,7 @@ turns out to be dead before it answered anything; and a script call that got NOS
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -137,9 +138,10 @@ class PoolClient:
         while True:
             with self._guard:
                 self._check_open()
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                break
+                try:
+                    conn = self._idle.pop()  # one atomic step: never check-then-pop
+                except IndexError:
+                    break
             if not conn.stale():
                 return conn, True
             self._forget(conn)
@@ -301,6 +303,8 @@ class Clients:
         self.locks: set[Any] = set()
         #: Set once the engine closed: every later use raises :class:`ClosedError`.
         self.closed = False
+        #: The brokers of this engine's contexts (their buffers are counted on close).
+        self.brokers: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def check_open(self) -> None:
         """Raise :class:`ClosedError` when the engine is closed."""

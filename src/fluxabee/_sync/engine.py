@@ -11,10 +11,9 @@ raise :class:`~fluxabee.ClosedError`.
 from __future__ import annotations
 
 import logging
-import weakref
 from types import TracebackType
 
-from .._backends import SyncNetworkBackend
+from .._backends import SyncBackend, SyncNetworkBackend
 from ..config import Config
 from .broker import EventBroker
 from .client import Clients
@@ -35,7 +34,6 @@ class Engine:
         #: The configuration this engine serves.
         self.config = config
         self._clients = Clients(config, network_backend)
-        self._contexts: weakref.WeakSet[Context] = weakref.WeakSet()
 
     @property
     def closed(self) -> bool:
@@ -45,16 +43,21 @@ class Engine:
     def new_context(self) -> Context:
         """A new context, with its own event broker and publish buffer (no IO)."""
         self._clients.check_open()
-        context = Context(self._clients)
-        self._contexts.add(context)
-        return context
+        return Context(self._clients)
 
     def close(self) -> None:
         """Release the ``consumer_single`` locks, close every Redis connection (a blocked
-        read wakes up), and warn about events still buffered (closing does not flush)."""
+        read wakes up), and warn about events still buffered (closing does not flush).
+
+        The work is shielded: a cancelled ``close`` raises its cancellation at once and
+        the closing still finishes.
+        """
         if self._clients.closed:
             return
-        buffered = [c.buffered for c in list(self._contexts) if c.buffered]
+        SyncBackend.shielded(self._close)
+
+    def _close(self) -> None:
+        buffered = [b.buffered for b in list(self._clients.brokers) if b.buffered]
         if buffered:
             logger.warning(
                 "fluxabee: engine closed with %d events still buffered in %d contexts "

@@ -78,11 +78,7 @@ class Lock:
                 logger.exception("fluxabee: refreshing lock %s failed", self.lease.key)
 
     def release(self) -> None:
-        """Stop refreshing and delete the key if it is still ours.
-
-        Deleting the key is shielded: it finishes even when the caller is cancelled (the
-        cancellation still propagates).
-        """
+        """Stop refreshing and delete the key if it is still ours (callers shield it)."""
         keeper, self._keeper = self._keeper, None
         self._stop.set()
         self._registry.discard(self)
@@ -90,7 +86,7 @@ class Lock:
             if keeper is not None:
                 SyncBackend.join_background(keeper)
         finally:
-            SyncBackend.shielded(self._release_key)
+            self._release_key()
 
     def _release_key(self) -> None:
         lease = self.lease

@@ -1,0 +1,89 @@
+"""The publish buffer: whatever a flush comes to, exactly the unconfirmed events stay."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluxabee import BrokerConnectionError, EventTooLargeError, PartialFlushError, WrongTypeError
+from fluxabee._outbox import MIN_BULK_LIMIT, Outbox, Pending
+from fluxabee.errors import reply_error
+
+
+def outbox(*sizes: int, pool: str = "p") -> Outbox:
+    box = Outbox()
+    for n, size in enumerate(sizes):
+        box.add(Pending(pool, "s", f"xadd{n}".encode(), size))
+    return box
+
+
+def test_a_flush_that_landed_everything_empties_the_buffer_and_returns_the_ids() -> None:
+    box = outbox(10, 10)
+    flush = box.begin()
+    flush.record([0, 1], [b"1-0", b"2-0"])
+    box.settle(flush)
+    assert flush.outcome() == ["1-0", "2-0"]
+    assert len(box) == 0
+
+
+def test_an_interrupted_flush_keeps_every_unconfirmed_event_in_order_before_newer_ones() -> None:
+    box = outbox(10, 10, 10)
+    flush = box.begin()
+    box.add(Pending("p", "s", b"published-meanwhile", 10))
+    flush.record([0, 1, 2], [b"1-0"])  # cancelled after the first reply: nothing raised here
+    box.settle(flush)
+    assert [i.packed for i in box.items] == [b"xadd1", b"xadd2", b"published-meanwhile"]
+
+
+def test_a_dropped_connection_is_a_partial_flush_naming_what_landed() -> None:
+    box = outbox(10, 10)
+    flush = box.begin()
+    flush.record([0, 1], [b"1-0"], BrokerConnectionError("reset"))
+    box.settle(flush)
+    with pytest.raises(PartialFlushError, match="1 stay buffered") as info:
+        flush.outcome()
+    assert info.value.ids == ["1-0", None]
+    assert len(box) == 1
+
+
+def test_an_error_reply_keeps_the_refused_event_and_raises_it() -> None:
+    box = outbox(10, 10)
+    flush = box.begin()
+    flush.record([0, 1], [reply_error("WRONGTYPE no"), b"2-0"])
+    box.settle(flush)
+    with pytest.raises(WrongTypeError):
+        flush.outcome()
+    assert [i.packed for i in box.items] == [b"xadd0"]
+
+
+def test_events_over_the_limit_are_refused_by_name_and_leave_the_buffer() -> None:
+    box = outbox(10, MIN_BULK_LIMIT + 1, 10)
+    flush = box.begin()
+    assert not flush.needs_limit([0, 2])
+    assert flush.needs_limit([0, 1, 2])
+    sent = flush.within_limit([0, 1, 2], MIN_BULK_LIMIT)
+    assert sent == [0, 2]
+    flush.record(sent, [b"1-0", b"3-0"])
+    box.settle(flush)
+    assert len(box) == 0
+    with pytest.raises(EventTooLargeError) as info:
+        flush.outcome()
+    error = info.value
+    assert (error.stream, error.size, error.limit, error.rejected) == (
+        "s",
+        MIN_BULK_LIMIT + 1,
+        MIN_BULK_LIMIT,
+        [1],
+    )
+    assert error.ids == ["1-0", None, "3-0"]
+
+
+def test_redis_refusing_a_length_is_a_rejection_even_though_the_connection_dropped() -> None:
+    box = outbox(10, 10, 10)
+    flush = box.begin()
+    refused = reply_error("ERR Protocol error: invalid bulk length")
+    flush.record([0, 1, 2], [b"1-0", refused], BrokerConnectionError("closed"))
+    box.settle(flush)
+    with pytest.raises(EventTooLargeError, match="1 other events stay buffered") as info:
+        flush.outcome()
+    assert isinstance(info.value.__cause__, BrokerConnectionError)
+    assert [i.packed for i in box.items] == [b"xadd2"]
