@@ -28,6 +28,7 @@ from fluxabee import (
     RetryPolicy,
     WrongTypeError,
 )
+from fluxabee._keys import key_slot
 from tests.faulty import AsyncFaultyBackend, FaultPlan
 from tests.helpers import AsyncHelpers
 from tests.servers import RedisServer
@@ -500,3 +501,39 @@ async def test_scripts_run_by_evalsha_and_survive_a_script_flush(
     assert await broker.consumer_many("test-stream").cleanup()  # NOSCRIPT: sent again as EVAL
     stats = rclient.info("commandstats")
     assert (stats["cmdstat_eval"]["calls"], stats["cmdstat_evalsha"]["calls"]) == (2, 3)
+
+
+async def test_a_stream_whose_name_has_a_stray_brace_keeps_its_dead_letters_in_its_slot(
+    make_config: Callable[..., Config], rclient: redis.Redis
+) -> None:
+    async with AsyncEngine(make_config("a{}b")) as engine:
+        broker = engine.new_context().event_broker()
+        await broker.publish_now("a{}b", "x")
+        consumer = broker.consumer_many("a{}b", retry_policy=RetryPolicy(max_deliveries=1))
+
+        async def fail(events: list[AsyncEvent]) -> None:
+            raise Boom
+
+        with pytest.raises(Boom):
+            await consumer.consume(1, 0, fail)
+        assert await consumer.consume(1, 0, fail) == 0
+        (letter,) = await broker.dead_letters("a{}b")
+    assert letter.event.body == "x"
+    (key,) = [k.decode() for k in rclient.keys("*a{}b:dead")]
+    assert key_slot(key) == key_slot("a{}b")
+
+
+async def test_a_connection_failure_names_the_address_and_never_the_password(
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    server = server_factory()
+    port = server.port
+    server.stop()
+    config = Config(
+        redis_pools=[RedisPool(uri=f"redis://app:s3cr3t@127.0.0.1:{port}/0", streams=["s"])]
+    )
+    async with AsyncEngine(config) as engine:
+        with pytest.raises(BrokerConnectionError) as info:
+            await engine.new_context().event_broker().publish_now("s", "x")
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert "s3cr3t" not in str(info.value)

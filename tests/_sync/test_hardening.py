@@ -29,6 +29,7 @@ from fluxabee import (
     SyncEvent,
     WrongTypeError,
 )
+from fluxabee._keys import key_slot
 from tests.faulty import FaultPlan, SyncFaultyBackend
 from tests.helpers import SyncHelpers
 from tests.servers import RedisServer
@@ -501,3 +502,39 @@ def test_scripts_run_by_evalsha_and_survive_a_script_flush(
     assert broker.consumer_many("test-stream").cleanup()  # NOSCRIPT: sent again as EVAL
     stats = rclient.info("commandstats")
     assert (stats["cmdstat_eval"]["calls"], stats["cmdstat_evalsha"]["calls"]) == (2, 3)
+
+
+def test_a_stream_whose_name_has_a_stray_brace_keeps_its_dead_letters_in_its_slot(
+    make_config: Callable[..., Config], rclient: redis.Redis
+) -> None:
+    with Engine(make_config("a{}b")) as engine:
+        broker = engine.new_context().event_broker()
+        broker.publish_now("a{}b", "x")
+        consumer = broker.consumer_many("a{}b", retry_policy=RetryPolicy(max_deliveries=1))
+
+        def fail(events: list[SyncEvent]) -> None:
+            raise Boom
+
+        with pytest.raises(Boom):
+            consumer.consume(1, 0, fail)
+        assert consumer.consume(1, 0, fail) == 0
+        (letter,) = broker.dead_letters("a{}b")
+    assert letter.event.body == "x"
+    (key,) = [k.decode() for k in rclient.keys("*a{}b:dead")]
+    assert key_slot(key) == key_slot("a{}b")
+
+
+def test_a_connection_failure_names_the_address_and_never_the_password(
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    server = server_factory()
+    port = server.port
+    server.stop()
+    config = Config(
+        redis_pools=[RedisPool(uri=f"redis://app:s3cr3t@127.0.0.1:{port}/0", streams=["s"])]
+    )
+    with Engine(config) as engine:
+        with pytest.raises(BrokerConnectionError) as info:
+            engine.new_context().event_broker().publish_now("s", "x")
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert "s3cr3t" not in str(info.value)

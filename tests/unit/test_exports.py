@@ -48,3 +48,11 @@ def test_error_replies_map_to_the_tree() -> None:
                       fluxabee.NoGroupError)  # fmt: skip
     assert isinstance(errors.reply_error("WRONGPASS invalid"), fluxabee.BrokerAuthenticationError)
     assert type(errors.reply_error("ERR unknown")) is fluxabee.RedisReplyError
+
+
+def test_importing_fluxabee_does_not_import_redis_py() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, fluxabee; assert 'redis' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
