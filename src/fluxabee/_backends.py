@@ -23,6 +23,8 @@ from ._connparams import ConnParams
 from .errors import InvalidArgumentError
 
 T = TypeVar("T")
+#: Tasks finishing work whose caller was cancelled (kept alive until done).
+_FINISHING: set[asyncio.Task[None]] = set()
 
 #: Seconds a write may take before the connection is given up.
 WRITE_TIMEOUT = 30.0
@@ -129,6 +131,13 @@ class AsyncBackend:
         return await asyncio.shield(work())
 
     @staticmethod
+    def finish_later(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work()`` to its end in a task of its own (the caller is being cancelled)."""
+        task = asyncio.get_running_loop().create_task(work())
+        _FINISHING.add(task)  # a strong reference until it is done
+        task.add_done_callback(_FINISHING.discard)
+
+    @staticmethod
     def start_background(func: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
         """Run ``func()`` as a task of the running loop."""
         return asyncio.get_running_loop().create_task(func())
@@ -198,6 +207,11 @@ class SyncBackend:
     def shielded(work: Callable[[], T]) -> T:
         """Run ``work()`` (the sync twin of ``AsyncBackend.shielded``)."""
         return work()
+
+    @staticmethod
+    def finish_later(work: Callable[[], None]) -> None:
+        """The sync twin of ``AsyncBackend.finish_later``: run ``work()`` now."""
+        work()
 
     @staticmethod
     def start_background(func: Callable[[], None]) -> threading.Thread:

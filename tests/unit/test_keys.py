@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluxabee._keys import crc16, dead_letter_key, derived_key, hash_tag, key_slot, lock_key
@@ -39,6 +39,8 @@ def test_a_name_with_a_stray_closing_brace_gets_a_tag_of_its_slot() -> None:
     assert key.endswith("a{}b:dead")
 
 
+# No deadline: a name with a stray "}" searches a tag of its slot (milliseconds, once).
+@settings(deadline=None)
 @given(st.text(alphabet="ab{}:-", min_size=1, max_size=12), st.sampled_from([":dead", ":lock"]))
 def test_every_derived_key_lives_in_its_streams_slot(stream: str, suffix: str) -> None:
     key = derived_key(stream, suffix)
@@ -46,6 +48,7 @@ def test_every_derived_key_lives_in_its_streams_slot(stream: str, suffix: str) -
     assert stream in key and key.endswith(suffix)
 
 
+@settings(deadline=None)
 @given(st.text(min_size=1, max_size=30))
 def test_any_unicode_name_too(stream: str) -> None:
     assert key_slot(dead_letter_key(stream)) == key_slot(stream)

@@ -237,7 +237,7 @@ class AsyncConsumer:
         finally:
             self._stop.clear()  # the stop is spent: a later run() runs again
             if self._lock is not None:
-                await AsyncBackend.shielded(self._lock.release)
+                await self._lock.release()
 
     # -- leaving -----------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class AsyncConsumer:
         self._closed = True
         self._stop.set()
         if self._lock is not None:
-            await AsyncBackend.shielded(self._lock.release)
+            await self._lock.release()
 
     async def __aenter__(self) -> AsyncConsumer:
         self._check_open()

@@ -77,15 +77,21 @@ class AsyncLock:
                 logger.exception("fluxabee: refreshing lock %s failed", self.lease.key)
 
     async def release(self) -> None:
-        """Stop refreshing and delete the key if it is still ours (callers shield it)."""
+        """Stop refreshing and delete the key if it is still ours.
+
+        Cancellation propagates at once: the deletion is shielded (it finishes anyway), and
+        when the caller is cancelled while the keeper stops, it finishes in the background.
+        """
         keeper, self._keeper = self._keeper, None
         self._stop.set()
         self._registry.discard(self)
-        try:
-            if keeper is not None:
+        if keeper is not None:
+            try:
                 await AsyncBackend.join_background(keeper)
-        finally:
-            await self._release_key()
+            except BaseException:
+                AsyncBackend.finish_later(self._release_key)
+                raise
+        await AsyncBackend.shielded(self._release_key)
 
     async def _release_key(self) -> None:
         lease = self.lease

@@ -236,7 +236,7 @@ class Consumer:
         finally:
             self._stop.clear()  # the stop is spent: a later run() runs again
             if self._lock is not None:
-                SyncBackend.shielded(self._lock.release)
+                self._lock.release()
 
     # -- leaving -----------------------------------------------------------------------
 
@@ -261,7 +261,7 @@ class Consumer:
         self._closed = True
         self._stop.set()
         if self._lock is not None:
-            SyncBackend.shielded(self._lock.release)
+            self._lock.release()
 
     def __enter__(self) -> Consumer:
         self._check_open()

@@ -78,15 +78,21 @@ class Lock:
                 logger.exception("fluxabee: refreshing lock %s failed", self.lease.key)
 
     def release(self) -> None:
-        """Stop refreshing and delete the key if it is still ours (callers shield it)."""
+        """Stop refreshing and delete the key if it is still ours.
+
+        Cancellation propagates at once: the deletion is shielded (it finishes anyway), and
+        when the caller is cancelled while the keeper stops, it finishes in the background.
+        """
         keeper, self._keeper = self._keeper, None
         self._stop.set()
         self._registry.discard(self)
-        try:
-            if keeper is not None:
+        if keeper is not None:
+            try:
                 SyncBackend.join_background(keeper)
-        finally:
-            self._release_key()
+            except BaseException:
+                SyncBackend.finish_later(self._release_key)
+                raise
+        SyncBackend.shielded(self._release_key)
 
     def _release_key(self) -> None:
         lease = self.lease
