@@ -55,7 +55,9 @@ def module_for(snippet: str) -> str:
     tree = ast.parse(body)
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     prelude = ["from collections.abc import Callable", "import fluxabee"]
-    prelude += [f"{name}: {kind}" for name, kind in DECLARED.items() if name in used - defined(tree)]
+    prelude += [
+        f"{name}: {kind}" for name, kind in DECLARED.items() if name in used - defined(tree)
+    ]
     return "\n".join(prelude) + "\n" + body
 
 
