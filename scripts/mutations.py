@@ -10,6 +10,8 @@ green is a survivor: a missing test. Run from the project root:
 Exit status 1 when a mutant survives. The suite's tests start their own Redis servers.
 """
 
+# ruff: noqa: E501 - each mutant quotes a source line whole
+
 from __future__ import annotations
 
 import subprocess

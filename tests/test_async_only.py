@@ -56,9 +56,9 @@ async def test_a_cancelled_close_propagates_at_once_and_the_lock_is_still_releas
                 "consumer.cleanup": consumer.cleanup,
             }[leave]
             closing = asyncio.get_running_loop().create_task(work())
-            lock = consumer._lock  # noqa: SLF001 - to see the close reach the keeper's join
+            lock = consumer._lock  # to see the close reach the keeper's join
             assert lock is not None
-            await until(lock._stop.is_set, "aclose to wait for the keeper")  # noqa: SLF001
+            await until(lock._stop.is_set, "aclose to wait for the keeper")
             closing.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(closing), 3)  # at once, not after Redis

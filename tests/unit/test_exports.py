@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import subprocess
+import sys
 import typing
 
 import fluxabee
@@ -51,8 +53,5 @@ def test_error_replies_map_to_the_tree() -> None:
 
 
 def test_importing_fluxabee_does_not_import_redis_py() -> None:
-    import subprocess
-    import sys
-
     code = "import sys, fluxabee; assert 'redis' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
