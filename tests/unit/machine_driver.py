@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 import msgpack
 
 from fluxabee import RetryPolicy
@@ -89,6 +90,76 @@ class Run:
 Responder = Callable[[Send], list[Any]]
 
 
+def _text(arg: Any) -> str:
+    assert isinstance(arg, (bytes, str, int)) and not isinstance(arg, bool), arg
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _unpack(packed: bytes, count: int) -> list[list[Any]]:
+    reader = hiredis.Reader()
+    reader.feed(packed)
+    commands = [reader.gets() for _ in range(count)]
+    assert reader.gets() is False, "more commands than counted"
+    return commands
+
+
+def check_command(command: Any, stream: str = "s", group: str = GROUP) -> None:
+    """Fail unless ``command`` is a well-formed command of stream ``stream``, as Redis would
+    (so a machine passing a wrong or missing argument cannot hide behind a scripted reply)."""
+    if isinstance(command, ScriptCall):
+        assert command.keys[0] in (stream, "{" + stream + "}:lock"), command.keys
+        assert all(a is not None for a in (*command.keys, *command.args)), command
+        if command.script.name in ("read_single", "redeliver", "cleanup", "prune"):
+            group_at = {"read_single": 2, "redeliver": 0, "cleanup": 0, "prune": 0}
+            assert command.args[group_at[command.script.name]] == group
+        return
+    args = [_text(a) for a in command]
+    name = args[0].upper()
+    consumer_ok = lambda c: c.startswith("consumer-")  # noqa: E731
+    if name == "XREADGROUP":
+        assert args[1:3] == ["GROUP", group] and consumer_ok(args[3]), args
+        assert args[4] == "COUNT" and int(args[5]) >= 1, args
+        tail = args[6:]
+        if tail[0] == "BLOCK":
+            assert int(tail[1]) >= 1 and args[-1] == ">", args
+            tail = tail[2:]
+        assert tail[:2] == ["STREAMS", stream] and len(tail) == 3, args
+    elif name == "XPENDING":
+        assert args[1:3] == [stream, group], args
+        if len(args) > 3:
+            assert len(args) == 7 and int(args[5]) >= 1 and consumer_ok(args[6]), args
+    elif name == "XAUTOCLAIM":
+        assert args[1:3] == [stream, group] and consumer_ok(args[3]), args
+        assert int(args[4]) >= 0 and args[6] == "COUNT" and int(args[7]) >= 1, args
+    elif name == "XGROUP":
+        assert args[1:] == ["CREATE", stream, group, "0", "MKSTREAM"], args
+    elif name == "XADD":
+        assert args[1] in (stream, "{" + stream + "}:dead") and args[2] == "*", args
+        assert len(args) > 3 and len(args) % 2 == 1, args
+    elif name == "XREAD":
+        assert args[1] == "BLOCK" and int(args[2]) >= 1 and args[3:5] == ["STREAMS", stream]
+    elif name in ("XACK", "XDEL"):
+        assert args[1] == stream and len(args) > 2, args
+        if name == "XACK":
+            assert args[2] == group and len(args) > 3, args
+    else:
+        raise AssertionError(f"unexpected command {args}")
+
+
+def check_send(send: Send) -> None:
+    """Check every command of ``send`` (a packed one is decoded first)."""
+    if send.packed:
+        commands = _unpack(send.packed, send.count)
+        names = [c[0] for c in commands]
+        assert names == [b"XACK", b"XDEL"], names
+        assert commands[0][3:] == commands[1][2:], "XACK and XDEL name other IDs"
+    else:
+        assert len(send.commands) >= 1
+        commands = list(send.commands)
+    for command in commands:
+        check_command(command)
+
+
 def drive(
     flow: Flow[Any],
     redis: Responder,
@@ -112,6 +183,8 @@ def drive(
             return run
         run.actions.append(action)
         result = error = None
+        if isinstance(action, Send):
+            check_send(action)  # a malformed command fails the test, never the flow
         try:
             if isinstance(action, Send):
                 result = redis(action)
