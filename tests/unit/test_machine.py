@@ -493,3 +493,37 @@ def test_the_max_deliveries_boundary(deliveries: int) -> None:
     )
     assert len(run.result) == (1 if deliveries == 3 else 0)
     assert run.sent() == ([] if deliveries == 3 else ["XADD", "XACK+XDEL"])
+
+
+def test_only_idempotent_commands_may_be_sent_again_by_the_shell() -> None:
+    m = machine(policy=RetryPolicy(max_deliveries=1))
+    flags: dict[str, set[bool]] = {}
+
+    def redis(send: Send) -> list[Any]:
+        key = "XACK+XDEL" if send.packed else "+".join(names(send))
+        flags.setdefault(key, set()).add(send.retry_safe)
+        if send.packed:
+            return [1, 1]
+        first = names(send)[0]
+        return {
+            "XGROUP": [b"OK"],
+            "XREADGROUP": [read_reply("s", entry("1-0"), entry("2-0")),
+                           pending_rows("consumer-1", ("1-0", 1), ("2-0", 2))],
+            "XADD": [b"9-0"],
+            "XAUTOCLAIM": [[b"0-0", [entry("5-0")], []]],
+            "XPENDING": [pending_rows("consumer-1", ("5-0", 1))],
+            "EVAL:cleanup": [1],
+        }[first]  # fmt: skip
+
+    drive(m.consume(10, 0), redis)
+    drive(m.autoclaim(10, 0), redis)
+    drive(m.cleanup(), redis)
+    assert flags == {
+        "XGROUP": {True},
+        "XREADGROUP+XPENDING": {True},  # own pending: reading it again is harmless
+        "XADD": {False},  # a dead letter is never written twice
+        "XACK+XDEL": {True},
+        "XAUTOCLAIM": {False},  # a resent claim would strand what the first one claimed
+        "XPENDING": {True},
+        "EVAL:cleanup": {False},
+    }

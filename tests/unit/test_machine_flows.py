@@ -11,7 +11,7 @@ import pytest
 from fluxabee import BrokerConnectionError, ConsumerLockedError, RetryPolicy
 from fluxabee import _machine as machine_module
 from fluxabee._actions import Lease, Send
-from fluxabee._constants import SINGLE_CONSUMER_NAME
+from fluxabee._constants import BLOCK_READ_MARGIN, SINGLE_CONSUMER_NAME
 from fluxabee._policy import dead_letter_fields, split_dead_letter
 from fluxabee._protocol import Entry
 from fluxabee.event import Event
@@ -270,3 +270,153 @@ def test_dead_letter_fields_keep_the_original_and_split_back_exactly() -> None:
     assert fields[-2:] == [b"fluxabee-dead-at", b"1700000000000"]
     odd = split_dead_letter([b"s", b"x", b"fluxabee-deliveries", b"lots"])
     assert (odd.deliveries, odd.error, odd.source_id) == (0, "", "")
+
+
+def test_reads_wait_on_the_socket_a_margin_longer_than_their_block() -> None:
+
+    m = machine()
+    m.group_ready = True
+    m.pending_first = False
+    (read,) = drive(m.read(10, 1500), lambda send: [None]).actions
+    assert read.timeout == pytest.approx(1.5 + BLOCK_READ_MARGIN)
+
+
+def test_the_locked_read_asks_for_own_pending_first_with_its_delivery_counts() -> None:
+    clock = Clock(1000.0)
+    lease = Lease("{s}:lock", 10.0, clock=clock, token="me")
+    m = machine(name=SINGLE_CONSUMER_NAME, clock=clock, lease=lease)
+    m.group_ready = True
+    sends: list[Send] = []
+
+    def redis(send: Send) -> list[Any]:
+        sends.append(send)
+        rows = pending_rows(SINGLE_CONSUMER_NAME, ("1-0", 2))
+        return [[1, read_reply("s", entry("1-0")), rows, None]]
+
+    run = drive(m.read(10, 0), redis)
+    assert [(e.id, e.deliveries) for e in run.result] == [("1-0", 2)]
+    assert sends[0].commands[0].args[-1] == b"0"  # own pending first
+    assert m.pending_first  # it had pending entries: look again next time
+
+
+def test_a_short_locked_wait_uses_what_is_left_of_the_block() -> None:
+
+    clock = Clock(1000.0)
+    lease = Lease("{s}:lock", 10.0, clock=clock, token="me")
+    m = machine(name=SINGLE_CONSUMER_NAME, clock=clock, lease=lease)
+    m.group_ready = True
+    m.pending_first = False
+    sends: list[Send] = []
+    replies = iter([[[1, None, None, b"4-0"]], [None], [[1, None, None, b"4-0"]]])
+
+    def redis(send: Send) -> list[Any]:
+        sends.append(send)
+        clock.now += 0.25
+        if len(sends) == 2:
+            clock.now = 1001.0  # the XREAD waited out the rest of the block
+        return next(replies)
+
+    run = drive(m.read(10, 1000), redis)
+    assert run.result == []
+    wait = sends[1]
+    assert wait.commands[0][2] == 750
+    assert wait.timeout == pytest.approx(0.75 + BLOCK_READ_MARGIN)
+
+
+def test_isolating_for_a_single_consumer_stops_at_a_lapsed_lock() -> None:
+    clock = Clock(1000.0)
+    lease = Lease("{s}:lock", 10.0, clock=clock, token="me")
+    m = machine(name=SINGLE_CONSUMER_NAME, clock=clock, lease=lease)
+    lease.confirmed(clock.now)
+    batch = drive(
+        m.prepare([Entry("1-0", [b"s", b"\xa1a"]), Entry("2-0", [b"s", b"\xa1b"])]), lambda s: []
+    ).result
+    run = drive(m.deliver(batch), lambda send: [[0, 3000]], handler=lambda events: Boom())
+    assert isinstance(run.error, ConsumerLockedError)
+    assert "3000 ms" in str(run.error)
+    assert lease.valid_until == 0.0
+
+
+def test_an_event_no_longer_held_is_skipped_and_isolation_goes_on() -> None:
+    m = machine()
+    batch = drive(
+        m.prepare([Entry(f"{i}-0", [b"s", b"\xa1a"]) for i in (1, 2, 3)]), lambda s: []
+    ).result
+
+    def redis(send: Send) -> list[Any]:
+        if send.packed:
+            return [1, 1]
+        wanted = send.commands[0].args[4]
+        if wanted == "1-0":
+            return [[1, [], []]]  # claimed away by another consumer meanwhile
+        return [[1, [entry(wanted)], [2]]]
+
+    calls: list[list[str]] = []
+
+    def handler(events: list[Event[Any]]) -> BaseException | None:
+        calls.append([e.id for e in events])
+        return Boom() if len(events) == 3 else None
+
+    run = drive(m.deliver(batch), redis, handler)
+    assert run.result == 2
+    assert calls == [["1-0", "2-0", "3-0"], ["2-0"], ["3-0"]]
+
+
+def test_the_single_consumers_backoff_counts_the_events_left_behind_the_failed_one() -> None:
+    clock = Clock(1000.0)
+    lease = Lease("{s}:lock", 10.0, clock=clock, token="me")
+    m = machine(name=SINGLE_CONSUMER_NAME, clock=clock, lease=lease,
+                policy=RetryPolicy(max_deliveries=20, backoff=1.0, max_backoff=100.0))  # fmt: skip
+    lease.confirmed(clock.now)
+    entries = [Entry("1-0", [b"s", b"\xa1a"], 1), Entry("2-0", [b"s", b"\xa1b"], 1),
+               Entry("3-0", [b"s", b"\xa1c"], 6)]  # fmt: skip
+    batch = drive(m.prepare(entries), lambda s: []).result
+    counts = {"1-0": 1, "2-0": 1}
+
+    def redis(send: Send) -> list[Any]:
+        wanted = send.commands[0].args[4]
+        counts[wanted] += 1
+        return [[1, [entry(wanted)], [counts[wanted]]]]
+
+    run = drive(m.deliver(batch), redis, handler=lambda events: Boom())
+    assert run.hands() == [["1-0", "2-0", "3-0"], ["1-0"]]  # stops at the first failure
+    assert run.pauses() == [32.0]  # 3-0, left behind at 6 deliveries, sets the pace
+
+
+def test_every_outage_is_logged_when_it_starts(caplog: pytest.LogCaptureFixture) -> None:
+    m = machine()
+    m.group_ready = True
+    m.pending_first = False
+    replies: list[Any] = [
+        BrokerConnectionError("first"),
+        [b"OK"], [[b"0-0", [], []]], [read_reply("s"), []], [None],
+        BrokerConnectionError("second"),
+        [b"OK"], [read_reply("s"), []], [None],
+    ]  # fmt: skip
+
+    def redis(send: Send) -> list[Any]:
+        reply = replies.pop(0)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    with caplog.at_level(logging.WARNING, logger="fluxabee"):
+        drive(m.run(10, 100, 60_000, lambda: not replies), redis)
+    lost = [r.getMessage() for r in caplog.records if "lost Redis" in r.getMessage()]
+    assert len(lost) == 2
+
+
+def test_a_dead_letter_keeps_the_original_bytes_and_when_it_was_moved() -> None:
+    m = machine(policy=RetryPolicy(max_deliveries=1))
+    sends: list[Send] = []
+
+    def redis(send: Send) -> list[Any]:
+        sends.append(send)
+        return [1, 1] if send.packed else [b"9-0"]
+
+    with_meta = [b"s", b"\xa5hello", b"k", b"v"]
+    drive(m.prepare([Entry("1-0", with_meta, 2)]), redis)
+    xadd = sends[0].commands[0]
+    fields = dict(zip(xadd[3::2], xadd[4::2], strict=True))
+    assert (fields[b"s"], fields[b"k"]) == (b"\xa5hello", b"v")
+    assert fields[b"fluxabee-dead-at"] == b"1700000000000"

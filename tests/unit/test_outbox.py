@@ -87,3 +87,27 @@ def test_redis_refusing_a_length_is_a_rejection_even_though_the_connection_dropp
         flush.outcome()
     assert isinstance(info.value.__cause__, BrokerConnectionError)
     assert [i.packed for i in box.items] == [b"xadd2"]
+
+
+def test_the_too_large_message_counts_the_other_refused_and_the_kept_events() -> None:
+    box = outbox(MIN_BULK_LIMIT + 5, MIN_BULK_LIMIT + 6, 10)
+    flush = box.begin()
+    sent = flush.within_limit([0, 1, 2], MIN_BULK_LIMIT)
+    flush.record(sent, [], BrokerConnectionError("down"))
+    box.settle(flush)
+    with pytest.raises(EventTooLargeError) as info:
+        flush.outcome()
+    text = str(info.value)
+    assert f"field of {MIN_BULK_LIMIT + 5} bytes" in text
+    assert f"proto-max-bulk-len of {MIN_BULK_LIMIT} bytes" in text
+    assert "(1 more events refused)" in text
+    assert text.endswith("; 1 other events stay buffered")
+    assert info.value.limit == MIN_BULK_LIMIT
+
+
+def test_a_partial_flush_counts_what_landed() -> None:
+    box = outbox(10, 10, 10)
+    flush = box.begin()
+    flush.record([0, 1, 2], [b"1-0", b"2-0"], BrokerConnectionError("reset"))
+    with pytest.raises(PartialFlushError, match=r"after 2 of 3 events; 1 stay buffered"):
+        flush.outcome()
