@@ -17,7 +17,9 @@ Besides the session server (``redis_server`` / ``redis_url``) and ``server_facto
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -35,6 +37,18 @@ from tests.servers import (
     matrix_required,
 )
 from tests.tls import TLSFiles, make_certificates, tls_binary
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM (``timeout``, a CI stop) ends the run like Ctrl-C, so fixtures tear down
+    and no server outlives the run (Python's default SIGTERM exits without cleanup)."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
 
 #: Streams every test config declares.
 STREAMS = ("test-stream", "test-group", "other-stream")
