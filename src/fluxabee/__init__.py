@@ -16,7 +16,7 @@ from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
 from ._sync.consumer import Consumer, Handler
 from ._sync.engine import Context, Engine
-from .config import Config, RedisPool
+from .config import Config, RedisPool, Stream
 from .errors import (
     BrokerAuthenticationError,
     BrokerConnectionError,
@@ -35,6 +35,7 @@ from .errors import (
     RedisUnavailableError,
     SerializationError,
     ServerNotFoundError,
+    UnknownGroupError,
     UnknownStreamError,
     WrongTypeError,
 )
@@ -84,11 +85,13 @@ __all__ = [
     "ServerBinary",
     "ServerNotFoundError",
     "ServerTLS",
+    "Stream",
     "StreamStatistics",
     "SyncDeadLetter",
     "SyncEvent",
     "SyncNetworkBackend",
     "SyncStream",
+    "UnknownGroupError",
     "UnknownStreamError",
     "WrongTypeError",
     "__version__",

@@ -7,7 +7,11 @@ The layout is FluxaORM's, one top-level key per pool code::
       streams: [stream-1, stream-2]
     other:
       redis: redis://127.0.0.1:6380/1
-      streams: [stream-3]
+      streams:
+        - stream-3
+        - name: orders               # a stream with settings: see fluxabee.Stream
+          groups: [billing, search]
+          max_age: 7d
 
 ``redis`` accepts ``redis://``, ``rediss://`` (TLS), ``unix:///path?db=N`` and the short
 forms ``host``, ``host:port`` and ``host:port:db``; :attr:`RedisPool.url` is always a
@@ -28,6 +32,7 @@ from typing import Any, NamedTuple, NoReturn
 import yaml
 
 from fluxabee._constants import DEFAULT_POOL_CODE, DEFAULT_REDIS_PORT
+from fluxabee._streamconfig import Stream, stream_from
 from fluxabee.errors import ConfigError, UnknownStreamError
 
 #: The keys a pool may have in the YAML / dict layout.
@@ -179,23 +184,25 @@ def _check_database(database: object, where: str) -> int | None:
     return database
 
 
-def _check_streams(streams: object, where: str) -> tuple[str, ...]:
-    """A list/tuple of distinct non-empty stream names, as a tuple."""
+def _check_streams(streams: object, where: str) -> tuple[Stream, ...]:
+    """A list/tuple of distinct streams (names, :class:`Stream` objects or mappings), as a
+    tuple of :class:`Stream`."""
     if isinstance(streams, (str, bytes, bytearray)) or not isinstance(streams, Sequence):
-        raise ConfigError(f"{where}: expected a list of stream names, got {_describe(streams)}")
+        raise ConfigError(
+            f"{where}: expected a list of stream names or Stream settings, got {_describe(streams)}"
+        )
     seen: dict[str, int] = {}
-    for index, name in enumerate(streams):
-        if not isinstance(name, str) or not name:
+    out: list[Stream] = []
+    for index, item in enumerate(streams):
+        stream = stream_from(item, f"{where}[{index}]")
+        if stream.name in seen:
             raise ConfigError(
-                f"{where}[{index}]: a stream name must be a non-empty string, got {_describe(name)}"
+                f"{where}[{index}]: stream {_short(stream.name)} is listed twice "
+                f"(also {where}[{seen[stream.name]}])"
             )
-        if name in seen:
-            raise ConfigError(
-                f"{where}[{index}]: stream {_short(name)} is listed twice "
-                f"(also {where}[{seen[name]}])"
-            )
-        seen[name] = index
-    return tuple(seen)
+        seen[stream.name] = index
+        out.append(stream)
+    return tuple(out)
 
 
 def _index(
@@ -213,7 +220,7 @@ def _index(
             )
         by_code[pool.code] = pool
         code_label[pool.code] = label
-        for index, stream in enumerate(pool.streams):
+        for index, stream in enumerate(pool.stream_names):
             other = by_stream.get(stream)
             if other is not None:
                 raise ConfigError(
@@ -230,15 +237,17 @@ class RedisPool:
 
     ``uri`` takes every accepted form (see the module docstring); ``database``, when
     given, must agree with a db named in ``uri``. ``streams`` accepts any list of
-    distinct non-empty names and is stored as a tuple. Invalid values raise
-    :class:`~fluxabee.errors.ConfigError`.
+    distinct streams, each a name or a :class:`Stream` (its groups, retention and caps),
+    and is stored as a tuple of names; :attr:`stream_settings` keeps the settings.
+    Invalid values raise :class:`~fluxabee.errors.ConfigError`.
     """
 
     code: str = DEFAULT_POOL_CODE
     uri: str = "redis://127.0.0.1:6379"
     database: int | None = None
-    streams: Sequence[str] = ()
-    """Stream names on this pool (any sequence; stored as a tuple)."""
+    streams: Sequence[str | Stream] = ()
+    """Streams on this pool: names or :class:`Stream` settings (stored as a tuple of names)."""
+    _settings: tuple[Stream, ...] = field(init=False, repr=False)
     _url: str = field(init=False, repr=False, compare=False)
     _db: int = field(init=False, repr=False, compare=False)
 
@@ -248,7 +257,7 @@ class RedisPool:
         where = f"RedisPool({_short(code)})"
         parsed = _parse_uri(self.uri, f"{where}.uri")
         database = _check_database(self.database, f"{where}.database")
-        streams = _check_streams(self.streams, f"{where}.streams")
+        settings = _check_streams(self.streams, f"{where}.streams")
         if database is None:
             db = 0 if parsed.db is None else parsed.db
         elif parsed.db is not None and parsed.db != database:
@@ -258,7 +267,8 @@ class RedisPool:
             )
         else:
             db = database
-        object.__setattr__(self, "streams", streams)
+        object.__setattr__(self, "streams", tuple(s.name for s in settings))
+        object.__setattr__(self, "_settings", settings)
         object.__setattr__(self, "_db", db)
         object.__setattr__(self, "_url", _build_url(parsed, db))
 
@@ -266,8 +276,23 @@ class RedisPool:
         """The dataclass repr, with the password of ``uri`` masked."""
         return (
             f"RedisPool(code={self.code!r}, uri={_mask(self.uri)!r}, "
-            f"database={self.database!r}, streams={self.streams!r})"
+            f"database={self.database!r}, streams={self._shown_streams()!r})"
         )
+
+    def _shown_streams(self) -> tuple[str | Stream, ...]:
+        return tuple(s.name if s.is_plain else s for s in self._settings)
+
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        """The names of the streams on this pool, in config order (what ``streams`` holds,
+        typed as names)."""
+        return tuple(s.name for s in self._settings)
+
+    @property
+    def stream_settings(self) -> tuple[Stream, ...]:
+        """The settings of every stream on this pool, in config order (a plain name has
+        the one group ``consumer_group``)."""
+        return self._settings
 
     @property
     def url(self) -> str:
@@ -336,6 +361,12 @@ class Config:
         except KeyError:
             raise UnknownStreamError(stream) from None
 
+    def stream(self, stream: str) -> Stream:
+        """The settings of ``stream`` (groups, retention, caps); :class:`UnknownStreamError`
+        when no pool declares it."""
+        pool = self.pool_for_stream(stream)
+        return next(s for s in pool.stream_settings if s.name == stream)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Config:
         """Build a config from FluxaORM's layout: ``{code: {redis: ..., streams: [...]}}``."""
@@ -402,10 +433,13 @@ class Config:
             raise ConfigError(f"{origin}: {exc}") from exc
 
     @classmethod
-    def from_url(cls, url: str, *, streams: Sequence[str], code: str = DEFAULT_POOL_CODE) -> Config:
-        """A config of one pool: ``code`` on ``url``, declaring ``streams``."""
+    def from_url(
+        cls, url: str, *, streams: Sequence[str | Stream], code: str = DEFAULT_POOL_CODE
+    ) -> Config:
+        """A config of one pool: ``code`` on ``url``, declaring ``streams`` (names or
+        :class:`Stream` settings)."""
         names = _check_streams(streams, "from_url.streams")
         return cls(redis_pools=(RedisPool(code=code, uri=url, streams=names),))
 
 
-__all__ = ["Config", "RedisPool"]
+__all__ = ["Config", "RedisPool", "Stream"]

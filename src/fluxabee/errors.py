@@ -6,6 +6,7 @@
     ├── ConfigError (ValueError)        bad configuration; the message names the key
     ├── InvalidArgumentError (ValueError) a bad argument to a call (count, block, ...)
     ├── UnknownStreamError (LookupError) a stream that is not in the config
+    ├── UnknownGroupError (LookupError) a consumer group the stream does not declare
     ├── SerializationError (TypeError)  a body that cannot be MessagePack-encoded
     ├── DecodeError (ValueError)        an entry that cannot be decoded; ``.raw`` keeps the bytes
     ├── EventTooLargeError (ValueError) an event over the server's bulk limit; never sent
@@ -60,6 +61,25 @@ class UnknownStreamError(FluxabeeError, LookupError):
 
     def __str__(self) -> str:
         # LookupError/KeyError would otherwise print the repr of the args tuple.
+        return str(self.args[0])
+
+
+class UnknownGroupError(FluxabeeError, LookupError):
+    """A consumer group that the stream's settings do not declare; names both."""
+
+    def __init__(self, stream: str, group: str, groups: tuple[str, ...]) -> None:
+        declared = ", ".join(repr(g) for g in groups)
+        super().__init__(
+            f"group {group!r} is not declared for stream {stream!r} (its groups: {declared})"
+        )
+        #: The stream that was asked for.
+        self.stream = stream
+        #: The group that was asked for.
+        self.group = group
+        #: The stream's declared groups.
+        self.groups = groups
+
+    def __str__(self) -> str:
         return str(self.args[0])
 
 
@@ -251,6 +271,7 @@ __all__ = [
     "RedisUnavailableError",
     "SerializationError",
     "ServerNotFoundError",
+    "UnknownGroupError",
     "UnknownStreamError",
     "WrongTypeError",
 ]

@@ -124,7 +124,7 @@ def counts_every_xgroup(client: redis.Redis) -> bool:
     """Whether the server counts XGROUP's subcommands together (Redis 6.2 does: its
     commandstats has no ``cmdstat_xgroup|create``, and an XGROUP DESTROY counts too)."""
     version = str(client.info("server")["redis_version"])  # Valkey says 7.2.4 here
-    return int(version.split(".")[0]) < 7
+    return int(version.split(".", maxsplit=1)[0]) < 7
 
 
 def blocked_clients(client: redis.Redis) -> int:
