@@ -1,9 +1,10 @@
 """Pure: what a flow of the core asks its IO shell to do, and the lease of a single consumer.
 
 The core's flows (:mod:`fluxabee._machine`) are generators: each ``yield`` is one
-:class:`Send`, :class:`Hand` or :class:`Pause`, and the shell sends back its result (or
-throws in its failure). The shell never decides anything; it moves bytes, calls the
-handler and waits. This is httpcore's split from h11, as generators.
+:class:`Send`, :class:`Hand`, :class:`Pause` or :class:`Probe`, and the shell sends back
+its result (or throws in its failure). The shell never decides anything; it moves
+bytes, calls the handler, waits and answers feature probes. This is httpcore's split
+from h11, as generators.
 """
 
 from __future__ import annotations
@@ -58,8 +59,16 @@ class Pause:
     seconds: float
 
 
+@dataclass(slots=True)
+class Probe:
+    """Ask whether the stream's server has command ``command`` (``COMMAND INFO``, asked once
+    per server and cached by the shell's client). Result: a ``bool``."""
+
+    command: str
+
+
 #: Anything a flow yields.
-Action: TypeAlias = Send | Hand | Pause
+Action: TypeAlias = Send | Hand | Pause | Probe
 #: A flow of the core returning ``T``: ``result = yield from flow`` inside other flows.
 Flow: TypeAlias = Generator[Action, Any, T]
 

@@ -19,6 +19,13 @@ MANY_CONSUMER_RANDOM_DIGITS = 16
 DEAD_LETTER_SUFFIX = ":dead"
 #: Suffix of the key holding a ``consumer_single`` lock: ``{<stream>}:lock``.
 LOCK_KEY_SUFFIX = ":lock"
+#: Suffix of a ``consumer_single`` lock in a group other than ``consumer_group``:
+#: ``{<stream>}:lock:<group>`` (``consumer_group`` keeps ``{<stream>}:lock``).
+LOCK_GROUP_SUFFIX = ":lock:"
+#: Reserved entry field naming a consumer group: in a dead letter, the group it failed in;
+#: in an entry replayed to a stream with several groups, the one group that handles it
+#: (consumers of the other groups ack it without handing it over).
+GROUP_FIELD = "fluxabee-group"
 #: Dead-letter entry field: the last handler error.
 DEAD_ERROR_FIELD = "fluxabee-error"
 #: Dead-letter entry field: how many times the event was delivered.
@@ -61,3 +68,14 @@ DEFAULT_SOCKET_TIMEOUT = 10.0
 CLAIM_PENDING_SCAN = 100_000
 #: Dead letters moved per round trip by ``replay_dead_letters``.
 DEAD_LETTER_PAGE = 500
+#: A consumer whose acks leave entries for a trim (XACK only) trims at most this often,
+#: seconds, once it acked something since its last trim ...
+TRIM_INTERVAL = 1.0
+#: ... and at the latest after acking this many entries (10 batches of 1000).
+TRIM_AFTER_ACKS = 10_000
+#: How often a consumer checks the caps (``max_len`` / ``max_age``) of its stream when its
+#: acks delete entries themselves, seconds.
+CAP_CHECK_INTERVAL = 10.0
+#: A consumer logs that its stream is over a cap (or that a trim failed) at most this
+#: often, seconds.
+RETENTION_WARNING_INTERVAL = 60.0

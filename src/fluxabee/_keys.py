@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ._constants import DEAD_LETTER_SUFFIX, LOCK_KEY_SUFFIX
+from ._constants import DEAD_LETTER_SUFFIX, GROUP_NAME, LOCK_GROUP_SUFFIX, LOCK_KEY_SUFFIX
 
 #: Number of hash slots of a Redis Cluster.
 SLOTS = 16384
@@ -86,6 +86,10 @@ def dead_letter_key(stream: str) -> str:
     return derived_key(stream, DEAD_LETTER_SUFFIX)
 
 
-def lock_key(stream: str) -> str:
-    """The ``consumer_single`` lock of ``stream``: ``{stream}:lock`` (same Cluster slot)."""
-    return derived_key(stream, LOCK_KEY_SUFFIX)
+def lock_key(stream: str, group: str = GROUP_NAME) -> str:
+    """The ``consumer_single`` lock of ``stream`` in ``group`` (same Cluster slot):
+    ``{stream}:lock`` for ``consumer_group`` (the key existing locks use), else
+    ``{stream}:lock:<group>``, so each group has its own single consumer."""
+    if group == GROUP_NAME:
+        return derived_key(stream, LOCK_KEY_SUFFIX)
+    return derived_key(stream, LOCK_GROUP_SUFFIX + group)

@@ -28,6 +28,9 @@ The rules, each in one place:
   lock, and hands over only while its lease is valid on the injected clock.
 - **Outages** are waited out with capped, jittered backoff, logged once when they start and
   once when they end; a vanished stream or group is recreated.
+- **Fan-out and retention** (:mod:`fluxabee._retention`): every declared group is created
+  together, acks follow the stream's ack mode, trims run at a bounded rate, and an entry
+  replayed for another group is acked without a hand-over.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ from ._protocol import (
     Arg,
     Entry,
     group_create_command,
-    pack_ack,
     parse_pending_counts,
     parse_xautoclaim,
     parse_xreadgroup,
@@ -54,7 +56,9 @@ from ._protocol import (
     xautoclaim_command,
     xreadgroup_command,
 )
+from ._retention import Retainer, for_group
 from ._scripts import cleanup_consumer, lock_refresh, read_single, redeliver
+from ._streamconfig import Stream
 from .codec import join_fields, split_fields
 from .errors import (
     BrokerConnectionError,
@@ -109,6 +113,7 @@ class ConsumerMachine:
         wall_ms: Callable[[], int],
         lease: Lease | None = None,
         rand: Callable[[], float] = random.random,
+        settings: Stream | None = None,
     ) -> None:
         self.stream = stream
         self.group = group
@@ -127,6 +132,9 @@ class ConsumerMachine:
         self.pending_due = 0.0
         #: The last handler error of each un-acked event, for its dead letter.
         self.errors: dict[str, str] = {}
+        #: The stream's groups, retention and caps; its ack mode and trim schedule.
+        self.settings = settings or Stream(stream)
+        self.retention = Retainer(self.settings)
 
     # -- state changes -------------------------------------------------------------------
 
@@ -159,13 +167,13 @@ class ConsumerMachine:
     # -- the group and reading -----------------------------------------------------------
 
     def ensure_group(self) -> Flow[None]:
-        """``XGROUP CREATE ... 0 MKSTREAM`` once; BUSYGROUP is fine, WRONGTYPE is not."""
+        """``XGROUP CREATE ... 0 MKSTREAM`` of every declared group, once; BUSYGROUP is fine."""
         if self.group_ready:
             return
-        command = group_create_command(self.stream, self.group)
-        reply = (yield Send([command], retry_safe=True))[0]
-        if isinstance(reply, RedisReplyError) and reply.prefix != "BUSYGROUP":
-            raise reply
+        commands = [group_create_command(self.stream, g) for g in self.settings.groups]
+        for reply in (yield Send(commands, retry_safe=True)):
+            if isinstance(reply, RedisReplyError) and reply.prefix != "BUSYGROUP":
+                raise reply
         self.group_ready = True
 
     def read(self, count: int, block_ms: int) -> Flow[list[Entry]]:
@@ -279,10 +287,10 @@ class ConsumerMachine:
             self.lost_reply()
             raise
         claimed = parse_xautoclaim(reply)
-        if claimed.holes:  # Redis 6.2: deleted entries, claimed as bare nils, now ours
-            self.pending_first = True
         entries = claimed.entries
         live = [e for e in entries if e.fields is not None]
+        if claimed.holes:  # Redis 6.2: deleted entries, claimed as bare nils, now ours
+            yield from self._ack_holes(start, claimed.cursor, {e.id for e in entries})
         if live:
             scan = pending_command(
                 self.stream,
@@ -294,6 +302,21 @@ class ConsumerMachine:
             )
             entries = _with_counts(entries, (yield Send([scan], retry_safe=True))[0])
         return entries, claimed.cursor
+
+    def _ack_holes(self, start: str, cursor: str, claimed: set[str]) -> Flow[None]:
+        """Ack the deleted entries Redis 6.2's XAUTOCLAIM claimed without an ID: this
+        consumer's pending IDs of the scanned range that it did not get and XRANGE lacks."""
+        end = "+" if cursor in _CURSOR_END else "(" + cursor
+        scan = pending_command(
+            self.stream, self.group, self.name, CLAIM_PENDING_SCAN, start=start, end=end
+        )
+        rows = _raise_errors((yield Send([scan], retry_safe=True)))[0]
+        ids = [i for i in parse_pending_counts(rows) if i not in claimed]
+        ranges: list[list[Arg]] = [[b"XRANGE", self.stream, i, i] for i in ids]
+        found = _raise_errors((yield Send(ranges, retry_safe=True))) if ids else []
+        gone = [i for i, entry in zip(ids, found, strict=True) if not entry]
+        if gone:
+            yield from self.ack(gone)
 
     def _redeliver(self, ids: list[str]) -> Flow[list[Entry]]:
         """Hand again exactly ``ids`` this consumer still holds, each a delivery of its own."""
@@ -328,16 +351,20 @@ class ConsumerMachine:
     # -- events, acks and dead letters ---------------------------------------------------
 
     def prepare(self, entries: list[Entry]) -> Flow[list[Event[Any]]]:
-        """Entries -> events to hand over: deleted ones are acked, exceeded ones dead-lettered."""
+        """Entries -> events: deleted ones (and others' replays) acked, exceeded ones dead."""
         events: list[Event[Any]] = []
         gone: list[str] = []
         dead: list[Event[Any]] = []
         stream, acker, exceeded = self.stream, self._acker, self.policy.exceeded
+        group, groups = self.group, self.settings.groups
         for entry_id, fields, deliveries in entries:  # the hot loop of consuming: keep it lean
             if fields is None:
                 gone.append(entry_id)
                 continue
             raw, meta = split_fields(fields)
+            if meta and not for_group(meta, group, groups):  # replayed for another group
+                gone.append(entry_id)
+                continue
             event: Event[Any] = Event(entry_id, stream, raw, meta, acker, deliveries)
             (dead if exceeded(deliveries) else events).append(event)
         if gone:
@@ -347,9 +374,8 @@ class ConsumerMachine:
         return events
 
     def ack(self, ids: list[str]) -> Flow[None]:
-        """XACK + XDEL of ``ids`` in one round trip (idempotent, so retry-safe)."""
-        ack = pack_ack(self.stream, self.group, ids)
-        _raise_errors((yield Send(packed=ack, count=2, retry_safe=True)))
+        """Ack ``ids`` in the stream's ack mode in one round trip (idempotent: retry-safe)."""
+        yield from self.retention.ack(self.group, ids)
         for entry_id in ids:
             self.errors.pop(entry_id, None)
 
@@ -377,6 +403,7 @@ class ConsumerMachine:
                     deliveries=times,
                     source_id=e.id,
                     now_ms=now_ms,
+                    group=self.group,
                 ),
             )
             for e, times in zip(events, handed, strict=True)
@@ -443,6 +470,7 @@ class ConsumerMachine:
             if len(unacked) == 1 and self.policy.dead_letters_at_once(failure):
                 yield from self.dead_letter(unacked, handed=[unacked[0].delivery_count])
             raise failure
+        yield from self.retention.maintain(self._clock())
         return len(events)
 
     def autoclaim(self, count: int, min_idle_ms: int) -> Flow[int]:
@@ -546,6 +574,7 @@ class ConsumerMachine:
                     next_claim = self._clock() + max(min_idle_ms / 2000, 0.01)
                 events = yield from self.prepare((yield from self.read(count, block_ms)))
                 total += yield from self.deliver(events)
+                yield from self.retention.maintain(self._clock())
             except ConsumerLockedError:
                 assert self.lease is not None
                 yield Pause(self.lease.poll_interval)  # a hot standby

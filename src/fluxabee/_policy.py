@@ -19,6 +19,7 @@ from ._constants import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_DELIVERIES,
+    GROUP_FIELD,
     RECONNECT_BASE_DELAY,
     RECONNECT_MAX_DELAY,
 )
@@ -32,6 +33,7 @@ _RESERVED = {
     DEAD_DELIVERIES_FIELD.encode(),
     DEAD_SOURCE_ID_FIELD.encode(),
     DEAD_TIME_FIELD.encode(),
+    GROUP_FIELD.encode(),
 }
 
 
@@ -115,9 +117,16 @@ def error_text(exc: BaseException | None) -> str:
 
 
 def dead_letter_fields(
-    fields: list[bytes], *, error: str, deliveries: int, source_id: str, now_ms: int
+    fields: list[bytes],
+    *,
+    error: str,
+    deliveries: int,
+    source_id: str,
+    now_ms: int,
+    group: str,
 ) -> list[bytes]:
-    """The dead-letter entry: the original fields, then fluxabee's reserved ones."""
+    """The dead-letter entry: the original fields, then fluxabee's reserved ones (the last
+    error, the deliveries, the source ID, the time, and the group it failed in)."""
     kept = [
         item
         for pair in zip(fields[::2], fields[1::2], strict=True)
@@ -134,6 +143,8 @@ def dead_letter_fields(
         source_id.encode(),
         DEAD_TIME_FIELD.encode(),
         str(now_ms).encode(),
+        GROUP_FIELD.encode(),
+        group.encode(),
     ]
 
 
@@ -145,6 +156,8 @@ class DeadLetterParts:
     error: str
     deliveries: int
     source_id: str
+    #: The group it failed in (``None`` for letters written before groups were recorded).
+    group: str | None = None
 
 
 def split_dead_letter(fields: list[bytes]) -> DeadLetterParts:
@@ -157,9 +170,11 @@ def split_dead_letter(fields: list[bytes]) -> DeadLetterParts:
         else:
             original += (key, value)
     deliveries = notes.get(DEAD_DELIVERIES_FIELD.encode(), b"0")
+    group = notes.get(GROUP_FIELD.encode())
     return DeadLetterParts(
         fields=original,
         error=notes.get(DEAD_ERROR_FIELD.encode(), b"").decode("utf-8", "replace"),
         deliveries=int(deliveries) if deliveries.isdigit() else 0,
         source_id=notes.get(DEAD_SOURCE_ID_FIELD.encode(), b"").decode("utf-8", "replace"),
+        group=group.decode("utf-8", "replace") if group is not None else None,
     )

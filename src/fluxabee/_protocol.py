@@ -94,14 +94,62 @@ def pack_ack(stream: str, group: str, ids: Sequence[str]) -> bytes:
     )
 
 
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def pack_xack(stream: str, group: str, ids: Sequence[str]) -> bytes:
+    """``XACK <stream> <group> ids...`` in RESP (one command): acking that leaves the entries
+    for a trim (``retention: trim``, or several groups without XACKDEL)."""
+    args = b"".join([_bulk(i.encode()) for i in ids])
+    return b"*%d\r\n$4\r\nXACK\r\n%b%b%b" % (
+        len(ids) + 3,
+        _bulk(stream.encode()),
+        _bulk(group.encode()),
+        args,
+    )
+
+
+def pack_xackdel(stream: str, group: str, ids: Sequence[str]) -> bytes:
+    """``XACKDEL <stream> <group> ACKED IDS <n> ids...`` in RESP (one command, Redis 8.2+):
+    acks, and deletes each entry only once every group of the stream has acked it."""
+    args = b"".join([_bulk(i.encode()) for i in ids])
+    return b"*%d\r\n$7\r\nXACKDEL\r\n%b%b$5\r\nACKED\r\n$3\r\nIDS\r\n%b%b" % (
+        len(ids) + 6,
+        _bulk(stream.encode()),
+        _bulk(group.encode()),
+        _bulk(b"%d" % len(ids)),
+        args,
+    )
+
+
+def xtrim_minid_command(stream: str, minid: str, *, acked: bool = False) -> list[Arg]:
+    """``XTRIM <stream> MINID <minid> [ACKED]``: exact (never ``~``: with ACKED it removed
+    nothing on Redis 8.2.3), removes the entries with IDs below ``minid``. ``ACKED``
+    (Redis 8.2+) also keeps any entry a group has not acked, as a second guard."""
+    command: list[Arg] = [b"XTRIM", stream, b"MINID", minid]
+    if acked:
+        command.append(b"ACKED")
+    return command
+
+
+def stream_full_command(stream: str) -> list[Arg]:
+    """``XINFO STREAM <stream> FULL COUNT 1``: length, first entry, and per group its
+    last-delivered ID and its lowest pending entry (a PEL is kept in ID order)."""
+    return [b"XINFO", b"STREAM", stream, b"FULL", b"COUNT", 1]
+
+
 def xadd_command(stream: str | bytes, fields: Sequence[bytes]) -> list[Arg]:
     """``XADD <stream> * field value ...``."""
     return [b"XADD", stream, b"*", *fields]
 
 
-def group_create_command(stream: str, group: str) -> list[Arg]:
-    """``XGROUP CREATE <stream> <group> 0 MKSTREAM``: events already there count."""
-    return [b"XGROUP", b"CREATE", stream, group, b"0", b"MKSTREAM"]
+def group_create_command(stream: str, group: str, *, mkstream: bool = True) -> list[Arg]:
+    """``XGROUP CREATE <stream> <group> 0 [MKSTREAM]``: events already there count."""
+    command: list[Arg] = [b"XGROUP", b"CREATE", stream, group, b"0"]
+    if mkstream:
+        command.append(b"MKSTREAM")
+    return command
 
 
 def xreadgroup_command(

@@ -11,6 +11,8 @@ from typing import Any
 
 from ._keys import dead_letter_key
 from ._protocol import Arg, id_ms
+from ._retention import over_cap
+from ._streamconfig import Stream
 from .errors import NoGroupError, RedisReplyError
 
 
@@ -32,7 +34,8 @@ class GroupStatistics:
 
     #: Group name.
     name: str
-    #: Entries not yet delivered to the group (``None`` when Redis cannot tell, or < 7.0).
+    #: Entries not yet delivered to the group. ``None`` when Redis cannot tell: before 7.0,
+    #: and where entries were deleted past the group's position (Redis says nil there).
     lag: int | None
     #: Entries delivered and not yet acked.
     pending: int
@@ -47,6 +50,12 @@ class GroupStatistics:
     #: The group's consumers.
     consumers: tuple[ConsumerStatistics, ...]
 
+    @property
+    def oldest_pending_age(self) -> float | None:
+        """Seconds since the group's oldest pending entry was published (``None``: none is);
+        the same as :attr:`lowest_pending_age`."""
+        return self.lowest_pending_age
+
 
 @dataclass(frozen=True)
 class StreamStatistics:
@@ -60,13 +69,18 @@ class StreamStatistics:
     length: int
     #: Seconds since the oldest entry was published (``None`` when the stream is empty).
     oldest_event_age: float | None
-    #: The group, or ``None`` before any consumer created it.
+    #: The first declared group, or ``None`` before any consumer created it.
     group: GroupStatistics | None
-    #: Seconds since the oldest pending (delivered, not acked) entry was published, ``None``
-    #: when none is: FluxaORM's ``OldestEventSeconds``.
+    #: Seconds since the oldest pending (delivered, not acked) entry of any group was
+    #: published, ``None`` when none is: FluxaORM's ``OldestEventSeconds``.
     oldest_pending_age: float | None = None
-    #: Entries in the dead-letter stream ``{stream}:dead``.
+    #: Entries in the dead-letter stream ``{stream}:dead`` (of every group).
     dead_letters: int = 0
+    #: One entry per declared group that exists, in declared order.
+    groups: tuple[GroupStatistics, ...] = ()
+    #: Whether the stream is over its ``max_len`` or ``max_age`` (fluxabee removes acked
+    #: entries, so this means a group lags, or holds an old entry pending).
+    over_cap: bool = False
 
 
 def _text(value: Any) -> str:
@@ -93,22 +107,21 @@ def _age_or_none(entry_id: str | None, now_ms: float) -> float | None:
     return None if entry_id is None else _age(entry_id, now_ms)
 
 
-#: Replies per stream in :func:`statistics_commands`.
-PER_STREAM = 5
+def per_stream(stream: Stream) -> int:
+    """Replies per stream in :func:`statistics_commands`: three, and two per group."""
+    return 3 + 2 * len(stream.groups)
 
 
-def statistics_commands(streams: list[str], group: str) -> list[list[Arg]]:
+def statistics_commands(streams: list[Stream]) -> list[list[Arg]]:
     """One round trip for the statistics of ``streams`` (one pool): ``TIME``, then
-    :data:`PER_STREAM` commands per stream."""
+    :func:`per_stream` commands per stream."""
     commands: list[list[Arg]] = [[b"TIME"]]
     for stream in streams:
-        commands += [
-            [b"XINFO", b"STREAM", stream],
-            [b"XINFO", b"GROUPS", stream],
-            [b"XPENDING", stream, group],
-            [b"XINFO", b"CONSUMERS", stream, group],
-            [b"XLEN", dead_letter_key(stream)],
-        ]
+        name = stream.name
+        commands += [[b"XINFO", b"STREAM", name], [b"XINFO", b"GROUPS", name]]
+        for group in stream.groups:
+            commands += [[b"XPENDING", name, group], [b"XINFO", b"CONSUMERS", name, group]]
+        commands.append([b"XLEN", dead_letter_key(name)])
     return commands
 
 
@@ -122,91 +135,123 @@ def _missing(reply: Any, *, what: type[RedisReplyError] | None = None) -> bool:
 
 
 def parse_statistics(
-    streams: list[str], pool: str, group: str, replies: list[Any]
+    streams: list[Stream], pool: str, replies: list[Any]
 ) -> list[StreamStatistics]:
     """Statistics from the replies of :func:`statistics_commands` (errors raised)."""
     time_reply = replies[0]
     if isinstance(time_reply, RedisReplyError):
         raise time_reply
     out = []
-    for index, stream in enumerate(streams):
-        base = 1 + index * PER_STREAM
-        info_stream, info_groups, pending, consumers, dead = replies[base : base + PER_STREAM]
+    base = 1
+    for stream in streams:
+        size = per_stream(stream)
+        chunk = replies[base : base + size]
+        base += size
+        info_stream, info_groups, dead = chunk[0], chunk[1], chunk[-1]
+        per_group = [(chunk[i], chunk[i + 1]) for i in range(2, size - 1, 2)]
         if _missing(info_stream):
-            info_stream = info_groups = pending = consumers = None
+            info_stream = info_groups = None
+            per_group = [(None, None) for _ in per_group]
         for reply in (info_stream, info_groups, dead):
             if isinstance(reply, RedisReplyError):
                 raise reply
-        for reply in (pending, consumers):
-            if isinstance(reply, RedisReplyError) and not _missing(reply, what=NoGroupError):
-                raise reply
-        if isinstance(pending, RedisReplyError) or isinstance(consumers, RedisReplyError):
-            pending = consumers = None
+        for pair in per_group:
+            for reply in pair:
+                if isinstance(reply, RedisReplyError) and not _missing(reply, what=NoGroupError):
+                    raise reply
         out.append(
             build_statistics(
                 stream=stream,
                 pool=pool,
-                group=group,
                 time_reply=time_reply,
                 info_stream=info_stream,
                 info_groups=info_groups,
-                pending_summary=pending,
-                info_consumers=consumers,
+                pending_summaries=[None if _error(p) else p for p, _ in per_group],
+                info_consumers=[None if _error(c) else c for _, c in per_group],
                 dead_letters=int(dead or 0),
             )
         )
     return out
 
 
+def _error(reply: Any) -> bool:
+    return isinstance(reply, RedisReplyError)
+
+
+def _group_statistics(
+    name: str, raw_group: Any, pending_summary: Any, info_consumers: Any, now_ms: float
+) -> GroupStatistics:
+    g = _as_dict(raw_group)
+    lag = g.get("lag")
+    last_id = _text(g.get("last-delivered-id", b"0-0"))
+    lowest = _text(pending_summary[1]) if pending_summary and pending_summary[1] else None
+    consumers = tuple(
+        ConsumerStatistics(
+            name=_text(c.get("name", b"")),
+            pending=int(c.get("pending", 0)),
+            idle=int(c.get("idle", 0)) / 1000,
+        )
+        for c in map(_as_dict, info_consumers or ())
+    )
+    return GroupStatistics(
+        name=name,
+        lag=None if lag is None else int(lag),
+        pending=int(g.get("pending", 0)),
+        last_delivered_id=last_id,
+        last_delivered_age=_age(last_id, now_ms),
+        lowest_pending_id=lowest,
+        lowest_pending_age=_age_or_none(lowest, now_ms),
+        consumers=consumers,
+    )
+
+
 def build_statistics(
     *,
-    stream: str,
+    stream: Stream,
     pool: str,
-    group: str,
     time_reply: Any,
     info_stream: Any,
     info_groups: Any,
-    pending_summary: Any,
-    info_consumers: Any,
+    pending_summaries: list[Any],
+    info_consumers: list[Any],
     dead_letters: int = 0,
 ) -> StreamStatistics:
     """Assemble :class:`StreamStatistics` from the raw replies of one round trip.
 
-    ``info_stream`` is ``None`` when the stream does not exist; ``info_groups``,
-    ``pending_summary`` and ``info_consumers`` are ``None`` when the group does not.
+    ``info_stream`` is ``None`` when the stream does not exist. ``pending_summaries`` and
+    ``info_consumers`` have one reply per declared group, ``None`` where it does not exist.
     """
     now_ms = server_now_ms(time_reply)
+    name = stream.name
     if info_stream is None:
-        return StreamStatistics(stream, pool, 0, None, None, None, dead_letters)
+        return StreamStatistics(name, pool, 0, None, None, None, dead_letters)
     info = _as_dict(info_stream)
     length = int(info.get("length", 0))
     first = info.get("first-entry")
-    oldest_age = _age(_text(first[0]), now_ms) if first else None
-    found = None
-    for raw_group in info_groups or ():
-        g = _as_dict(raw_group)
-        if _text(g.get("name", b"")) != group:
-            continue
-        lag = g.get("lag")
-        last_id = _text(g.get("last-delivered-id", b"0-0"))
-        lowest = _text(pending_summary[1]) if pending_summary and pending_summary[1] else None
-        consumers = tuple(
-            ConsumerStatistics(
-                name=_text(c.get("name", b"")),
-                pending=int(c.get("pending", 0)),
-                idle=int(c.get("idle", 0)) / 1000,
-            )
-            for c in map(_as_dict, info_consumers or ())
+    first_id = _text(first[0]) if first else None
+    oldest_age = _age(first_id, now_ms) if first_id else None
+    raw_groups = {_text(g.get("name", b"")): raw for raw, g in _groups(info_groups)}
+    found = tuple(
+        _group_statistics(group, raw_groups[group], summary, consumers, now_ms)
+        for group, summary, consumers in zip(
+            stream.groups, pending_summaries, info_consumers, strict=True
         )
-        found = GroupStatistics(
-            name=group,
-            lag=None if lag is None else int(lag),
-            pending=int(g.get("pending", 0)),
-            last_delivered_id=last_id,
-            last_delivered_age=_age(last_id, now_ms),
-            lowest_pending_id=lowest,
-            lowest_pending_age=_age_or_none(lowest, now_ms),
-            consumers=consumers,
-        )
-    pending_age = found.lowest_pending_age if found is not None else None
-    return StreamStatistics(stream, pool, length, oldest_age, found, pending_age, dead_letters)
+        if group in raw_groups
+    )
+    first_group = found[0] if found and found[0].name == stream.groups[0] else None
+    ages = [g.lowest_pending_age for g in found if g.lowest_pending_age is not None]
+    return StreamStatistics(
+        name,
+        pool,
+        length,
+        oldest_age,
+        first_group,
+        max(ages) if ages else None,
+        dead_letters,
+        found,
+        over_cap(stream, length, first_id, now_ms) is not None,
+    )
+
+
+def _groups(info_groups: Any) -> list[tuple[Any, dict[str, Any]]]:
+    return [(raw, _as_dict(raw)) for raw in info_groups or ()]

@@ -140,6 +140,9 @@ class DeadLetter(Generic[AckT]):
     error: str
     #: How many times it was handed to a handler before it was moved here.
     deliveries: int
+    #: The consumer group it failed in (``None`` for letters written before fluxabee
+    #: recorded groups); ``replay_dead_letters`` sends it back to that group only.
+    group: str | None = None
 
 
 #: A dead letter of the sync API.

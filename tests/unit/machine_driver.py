@@ -14,8 +14,8 @@ from typing import Any
 import hiredis
 import msgpack
 
-from fluxabee import RetryPolicy
-from fluxabee._actions import Flow, Hand, Lease, Pause, Send
+from fluxabee import RetryPolicy, Stream
+from fluxabee._actions import Flow, Hand, Lease, Pause, Probe, Send
 from fluxabee._machine import ConsumerMachine
 from fluxabee._scripts import ScriptCall
 from fluxabee.event import Event
@@ -68,14 +68,18 @@ class Run:
     error: BaseException | None = None
 
     def sent(self) -> list[str]:
-        """The names of every command sent, in order (packed acks as ``XACK+XDEL``)."""
+        """The names of every command sent, in order (packed acks as ``XACK+XDEL``,
+        ``XACK`` or ``XACKDEL``; probes as ``PROBE:<command>``)."""
         names = []
         for action in self.actions:
             if isinstance(action, Send):
                 if action.packed:
-                    names.append("XACK+XDEL")
+                    commands = _unpack(action.packed, action.count)
+                    names.append("+".join(c[0].decode() for c in commands))
                 else:
                     names.extend(name_of(c) for c in action.commands)
+            elif isinstance(action, Probe):
+                names.append(f"PROBE:{action.command}")
         return names
 
     def hands(self) -> list[list[str]]:
@@ -103,9 +107,19 @@ def _unpack(packed: bytes, count: int) -> list[list[Any]]:
     return commands
 
 
-def check_command(command: Any, stream: str = "s", group: str = GROUP) -> None:
+def _is_id(text: str, *, exclusive: bool = False) -> bool:
+    if exclusive and text.startswith("("):
+        text = text[1:]
+    ms, _, seq = text.partition("-")
+    return ms.isdigit() and seq.isdigit()
+
+
+def check_command(
+    command: Any, stream: str = "s", group: str = GROUP, groups: tuple[str, ...] = (GROUP,)
+) -> None:
     """Fail unless ``command`` is a well-formed command of stream ``stream``, as Redis would
-    (so a machine passing a wrong or missing argument cannot hide behind a scripted reply)."""
+    (so a machine passing a wrong or missing argument cannot hide behind a scripted reply).
+    ``group`` is the consumer's group, ``groups`` every declared one."""
     if isinstance(command, ScriptCall):
         assert command.keys[0] in (stream, "{" + stream + "}:lock"), command.keys
         assert all(a is not None for a in (*command.keys, *command.args)), command
@@ -128,11 +142,14 @@ def check_command(command: Any, stream: str = "s", group: str = GROUP) -> None:
         assert args[1:3] == [stream, group], args
         if len(args) > 3:
             assert len(args) == 7 and int(args[5]) >= 1 and consumer_ok(args[6]), args
+            assert args[3] == "-" or _is_id(args[3], exclusive=True), args
+            assert args[4] == "+" or _is_id(args[4], exclusive=True), args
     elif name == "XAUTOCLAIM":
         assert args[1:3] == [stream, group] and consumer_ok(args[3]), args
         assert int(args[4]) >= 0 and args[6] == "COUNT" and int(args[7]) >= 1, args
     elif name == "XGROUP":
-        assert args[1:] == ["CREATE", stream, group, "0", "MKSTREAM"], args
+        assert args[1:3] == ["CREATE", stream] and args[3] in groups, args
+        assert args[4:] in (["0", "MKSTREAM"], ["0"]), args
     elif name == "XADD":
         assert args[1] in (stream, "{" + stream + "}:dead") and args[2] == "*", args
         assert len(args) > 3 and len(args) % 2 == 1, args
@@ -140,24 +157,42 @@ def check_command(command: Any, stream: str = "s", group: str = GROUP) -> None:
         assert args[1] == "BLOCK" and int(args[2]) >= 1 and args[3:5] == ["STREAMS", stream]
     elif name in ("XACK", "XDEL"):
         assert args[1] == stream and len(args) > 2, args
+        assert all(_is_id(i) for i in args[(3 if name == "XACK" else 2) :]), args
         if name == "XACK":
             assert args[2] == group and len(args) > 3, args
+    elif name == "XACKDEL":
+        assert args[1:3] == [stream, group] and args[3:5] == ["ACKED", "IDS"], args
+        assert int(args[5]) == len(args) - 6 >= 1 and all(_is_id(i) for i in args[6:]), args
+    elif name == "XRANGE":
+        assert args[1] == stream and len(args) in (4, 6), args
+        assert args[2] == "-" or _is_id(args[2]), args
+        assert args[3] == "+" or _is_id(args[3]), args
+        if len(args) == 6:
+            assert args[4] == "COUNT" and int(args[5]) >= 1, args
+    elif name == "XTRIM":
+        assert args[1:3] == [stream, "MINID"] and _is_id(args[3]), args  # exact: never "~"
+        assert args[4:] in ([], ["ACKED"]), args
+    elif name == "XINFO":
+        assert args[1:] == ["STREAM", stream, "FULL", "COUNT", "1"], args
+    elif name in ("TIME", "XLEN"):
+        assert len(args) == (1 if name == "TIME" else 2), args
     else:
         raise AssertionError(f"unexpected command {args}")
 
 
-def check_send(send: Send) -> None:
-    """Check every command of ``send`` (a packed one is decoded first)."""
+def check_send(send: Send, group: str = GROUP, groups: tuple[str, ...] = (GROUP,)) -> None:
+    """Check every command of ``send`` (a packed one is decoded first: an ack)."""
     if send.packed:
         commands = _unpack(send.packed, send.count)
         names = [c[0] for c in commands]
-        assert names == [b"XACK", b"XDEL"], names
-        assert commands[0][3:] == commands[1][2:], "XACK and XDEL name other IDs"
+        assert names in ([b"XACK", b"XDEL"], [b"XACK"], [b"XACKDEL"]), names
+        if len(names) == 2:
+            assert commands[0][3:] == commands[1][2:], "XACK and XDEL name other IDs"
     else:
         assert len(send.commands) >= 1
         commands = list(send.commands)
     for command in commands:
-        check_command(command)
+        check_command(command, group=group, groups=groups)
 
 
 def drive(
@@ -166,9 +201,13 @@ def drive(
     handler: Callable[[list[Event[Any]]], BaseException | None] = lambda events: None,
     *,
     on_pause: Callable[[float], bool] = lambda seconds: False,
+    commands: frozenset[str] = frozenset(),
+    group: str = GROUP,
+    groups: tuple[str, ...] = (GROUP,),
 ) -> Run:
     """Run ``flow`` to its end: ``redis`` answers each Send (or raises), ``handler`` each Hand
-    (returns the exception it "raised", or raises a BaseException to throw it in)."""
+    (returns the exception it "raised", or raises a BaseException to throw it in); a Probe
+    is answered from ``commands`` (the server's optional commands, say ``{"XACKDEL"}``)."""
     run = Run()
     result: Any = None
     error: BaseException | None = None
@@ -184,10 +223,12 @@ def drive(
         run.actions.append(action)
         result = error = None
         if isinstance(action, Send):
-            check_send(action)  # a malformed command fails the test, never the flow
+            check_send(action, group, groups)  # a malformed command fails the test
         try:
             if isinstance(action, Send):
                 result = redis(action)
+            elif isinstance(action, Probe):
+                result = action.command in commands
             elif isinstance(action, Hand):
                 result = handler(action.events)
             else:
@@ -214,12 +255,15 @@ def machine(
     clock: Clock | None = None,
     lease: Lease | None = None,
     rand: Callable[[], float] = lambda: 1.0,
+    group: str = GROUP,
+    settings: Stream | None = None,
 ) -> ConsumerMachine:
     """A machine for stream ``s``, with a fake clock (1000 s) and jitter fixed at 100 %."""
     clock = clock or Clock()
     return ConsumerMachine(
         stream="s",
-        group=GROUP,
+        group=group,
+        settings=settings,
         name=name,
         policy=policy or RetryPolicy(max_deliveries=3, backoff=1.0, max_backoff=8.0),
         acker=FakeAcks(),
@@ -231,7 +275,8 @@ def machine(
 
 
 def ok_acks(send: Send) -> list[Any] | None:
-    """The reply to a packed XACK + XDEL of every ID (None when ``send`` is something else)."""
+    """The reply to a packed ack (XACK + XDEL, XACK or XACKDEL) of every ID (None when
+    ``send`` is something else)."""
     if send.packed:
-        return [1, 1]
+        return [1] * send.count
     return None

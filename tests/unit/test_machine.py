@@ -462,13 +462,58 @@ def test_run_waits_out_an_outage_with_capped_backoff_and_creates_the_group_again
     assert "XGROUP" in run.sent()  # reset after the outage: the group may be gone
 
 
-def test_claimed_holes_of_redis_6_2_make_the_claimer_read_its_own_pending_list() -> None:
+def test_claimed_holes_of_redis_6_2_are_found_in_the_claimers_pending_list_and_acked() -> None:
+    # Redis 6.2's XAUTOCLAIM claims a deleted entry as a bare nil: no ID, yet it now sits
+    # in the claimer's pending list. The claimer looks up its pending IDs of the scanned
+    # range (without side effects: XPENDING, XRANGE), and acks the ones the stream lacks.
     m = machine()
     m.group_ready = True
     m.pending_first = False
-    run = drive(m.claim(10, 1000, "0-0"), lambda send: [[b"0-0", [None]]])
-    assert run.result == ([], "0-0")
-    assert m.pending_first
+    seen: list[Send] = []
+
+    def redis(send: Send) -> list[Any]:
+        seen.append(send)
+        if send.packed:
+            return [1, 1]
+        first = names(send)[0]
+        if first == "XAUTOCLAIM":
+            return [[b"9-0", [entry("2-0"), None, entry("4-0")]]]
+        if first == "XPENDING" and send.commands[0][3] == "0-0":
+            assert send.commands[0][4] == "(9-0"  # up to the cursor, not past it
+            return [pending_rows("consumer-1", ("1-0", 1), ("2-0", 2), ("3-0", 2), ("4-0", 2))]
+        if first == "XPENDING":
+            return [pending_rows("consumer-1", ("2-0", 2), ("4-0", 2))]
+        assert names(send) == ["XRANGE", "XRANGE"]  # 1-0 (own, older) and 3-0 (the hole)
+        return [[entry("1-0")], []]
+
+    run = drive(m.claim(10, 1000, "0-0"), redis)
+    assert run.error is None
+    entries, cursor = run.result
+    assert [e.id for e in entries] == ["2-0", "4-0"] and cursor == "9-0"
+    assert run.sent() == ["XAUTOCLAIM", "XPENDING", "XRANGE", "XRANGE", "XACK+XDEL", "XPENDING"]
+    acked = [a for a in run.actions if isinstance(a, Send) and a.packed]
+    assert b"3-0" in acked[0].packed and b"1-0" not in acked[0].packed
+    assert not m.pending_first  # nothing is left unseen: no extra re-read
+
+
+def test_claimed_holes_at_the_end_of_the_scan_look_up_to_the_last_id() -> None:
+    m = machine()
+    m.group_ready = True
+
+    def redis(send: Send) -> list[Any]:
+        if send.packed:
+            return [1, 1]
+        first = names(send)[0]
+        if first == "XAUTOCLAIM":
+            return [[b"0-0", [None]]]
+        if first == "XPENDING":
+            assert send.commands[0][3:5] == ["5-0", "+"]
+            return [pending_rows("consumer-1", ("6-0", 2))]
+        return [[]]
+
+    run = drive(m.claim(10, 1000, "5-0"), redis)
+    assert run.error is None and run.result == ([], "0-0")
+    assert run.sent() == ["XAUTOCLAIM", "XPENDING", "XRANGE", "XACK+XDEL"]
 
 
 def test_a_lost_reply_of_xautoclaim_makes_the_claimer_read_its_own_pending_list() -> None:

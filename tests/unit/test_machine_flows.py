@@ -261,15 +261,22 @@ def test_refreshing_the_lock_confirms_or_loses_the_lease() -> None:
 
 def test_dead_letter_fields_keep_the_original_and_split_back_exactly() -> None:
     original = [b"s", b"\xa1x", b"source", b"go", b"fluxabee-error", b"forged"]
+    original += [b"fluxabee-group", b"forged"]
     fields = dead_letter_fields(
-        original, error="Boom: no", deliveries=3, source_id="1-0", now_ms=1_700_000_000_000
+        original,
+        error="Boom: no",
+        deliveries=3,
+        source_id="1-0",
+        now_ms=1_700_000_000_000,
+        group="billing",
     )
     parts = split_dead_letter(fields)
-    assert parts.fields == [b"s", b"\xa1x", b"source", b"go"]  # a forged note is dropped
+    assert parts.fields == [b"s", b"\xa1x", b"source", b"go"]  # forged notes are dropped
     assert (parts.error, parts.deliveries, parts.source_id) == ("Boom: no", 3, "1-0")
-    assert fields[-2:] == [b"fluxabee-dead-at", b"1700000000000"]
+    assert parts.group == "billing"
+    assert fields[-4:] == [b"fluxabee-dead-at", b"1700000000000", b"fluxabee-group", b"billing"]
     odd = split_dead_letter([b"s", b"x", b"fluxabee-deliveries", b"lots"])
-    assert (odd.deliveries, odd.error, odd.source_id) == (0, "", "")
+    assert (odd.deliveries, odd.error, odd.source_id, odd.group) == (0, "", "", None)
 
 
 def test_reads_wait_on_the_socket_a_margin_longer_than_their_block() -> None:

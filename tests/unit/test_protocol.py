@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from fluxabee import Stream
 from fluxabee._protocol import (
     command_name,
     many_consumer_name,
@@ -82,14 +83,13 @@ def test_statistics_from_raw_replies() -> None:
     groups = [[b"name", b"consumer_group", b"pending", 1, b"last-delivered-id",
                b"1700000005000-0", b"lag", 1]]  # fmt: skip
     stats = build_statistics(
-        stream="s",
+        stream=Stream("s"),
         pool="default",
-        group="consumer_group",
         time_reply=now,
         info_stream=info_stream,
         info_groups=groups,
-        pending_summary=[1, b"1700000004000-0", b"1700000004000-0", [[b"c", b"1"]]],
-        info_consumers=[[b"name", b"c", b"pending", 1, b"idle", 1500]],
+        pending_summaries=[[1, b"1700000004000-0", b"1700000004000-0", [[b"c", b"1"]]]],
+        info_consumers=[[[b"name", b"c", b"pending", 1, b"idle", 1500]]],
     )
     assert stats.length == 2
     assert stats.oldest_event_age == 10.0
@@ -99,7 +99,7 @@ def test_statistics_from_raw_replies() -> None:
     assert stats.group.consumers[0].idle == 1.5
     assert stats.oldest_pending_age == 6.0
     empty = build_statistics(
-        stream="s", pool="p", group="g", time_reply=now, info_stream=[b"length", 0],
-        info_groups=[], pending_summary=None, info_consumers=None,
+        stream=Stream("s", groups=["g"]), pool="p", time_reply=now, info_stream=[b"length", 0],
+        info_groups=[], pending_summaries=[None], info_consumers=[None],
     )  # fmt: skip
     assert (empty.length, empty.oldest_event_age, empty.oldest_pending_age) == (0, None, None)

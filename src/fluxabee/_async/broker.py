@@ -18,7 +18,6 @@ from .._backends import AsyncBackend
 from .._constants import (
     DEFAULT_LOCK_TTL,
     DEFAULT_MIN_IDLE,
-    GROUP_NAME,
     MANY_CONSUMER_PREFIX,
     SINGLE_CONSUMER_NAME,
 )
@@ -26,13 +25,20 @@ from .._keys import lock_key
 from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
 from .._policy import RetryPolicy
 from .._protocol import many_consumer_name, pack_xadd, xadd_header
+from .._retention import Retainer
 from .._scripts import prune_consumers
 from .._stats import StreamStatistics, parse_statistics, statistics_commands
+from .._streamconfig import Stream
 from ..codec import entry_fields
-from ..errors import BrokerConnectionError, EventTooLargeError, InvalidArgumentError
+from ..errors import (
+    BrokerConnectionError,
+    EventTooLargeError,
+    InvalidArgumentError,
+    UnknownGroupError,
+)
 from ..event import AsyncDeadLetter
 from .client import AsyncClients, AsyncPoolClient
-from .consumer import AsyncConsumer
+from .consumer import AsyncConsumer, AsyncDriver
 from .dead_letters import read_dead_letters, replay_dead_letters
 
 
@@ -175,57 +181,78 @@ class AsyncEventBroker:
 
     # -- consumers -------------------------------------------------------------------
 
+    def _group(self, stream: str, group: str | None) -> tuple[Stream, str]:
+        """The stream's settings and the group to join: ``group`` when the stream declares
+        it (:class:`UnknownGroupError` otherwise), else its first declared group."""
+        settings = self._config.stream(stream)
+        if group is None:
+            return settings, settings.groups[0]
+        if validate.name_text(group, "group") not in settings.groups:
+            raise UnknownGroupError(stream, group, tuple(settings.groups))
+        return settings, group
+
     def consumer_single(
         self,
         stream: str,
         *,
+        group: str | None = None,
         retry_policy: RetryPolicy | None = None,
         lock_ttl: float | _dt.timedelta = DEFAULT_LOCK_TTL,
     ) -> AsyncConsumer:
-        """The one consumer of ``stream``, named ``consumer-single``, reading in ID order.
+        """The one consumer of ``stream`` in ``group`` (default: the stream's first declared
+        group), named ``consumer-single``, reading in ID order.
 
-        It holds a lock in Redis (``{stream}:lock``, TTL ``lock_ttl`` > 0, refreshed in the
-        background) while it lives: while another live ``consumer_single`` holds the stream,
-        ``consume`` raises :class:`ConsumerLockedError` and ``run`` waits as a hot standby,
-        taking over within ``lock_ttl`` after the holder dies. The lock binds fluxabee
-        processes only: a Go FluxaORM ``ConsumerSingle`` does not take it.
+        It holds a lock in Redis (``{stream}:lock`` for ``consumer_group``, else
+        ``{stream}:lock:<group>``: one per stream and group; TTL ``lock_ttl`` > 0, refreshed
+        in the background) while it lives: while another live ``consumer_single`` holds the
+        stream's group, ``consume`` raises :class:`ConsumerLockedError` and ``run`` waits as
+        a hot standby, taking over within ``lock_ttl`` after the holder dies. The lock binds
+        fluxabee processes only: a Go FluxaORM ``ConsumerSingle`` does not take it. A group
+        the stream does not declare raises :class:`UnknownGroupError`.
         """
         ttl = validate.seconds(lock_ttl, "lock_ttl", positive=True)
+        settings, group = self._group(stream, group)
         client = self._clients.for_stream(stream)
         return AsyncConsumer(
             client=client,
             stream=stream,
-            group=GROUP_NAME,
+            group=group,
             name=SINGLE_CONSUMER_NAME,
             retry_policy=self._policy(retry_policy),
             min_idle=DEFAULT_MIN_IDLE,
-            lease=Lease(lock_key(stream), ttl, clock=time.monotonic),
+            lease=Lease(lock_key(stream, group), ttl, clock=time.monotonic),
             locks=self._clients.locks,
+            settings=settings,
         )
 
     def consumer_many(
         self,
         stream: str,
         *,
+        group: str | None = None,
         retry_policy: RetryPolicy | None = None,
         min_idle: float | _dt.timedelta = DEFAULT_MIN_IDLE,
     ) -> AsyncConsumer:
-        """A new consumer of ``stream`` with a generated unique name, for parallel workers.
+        """A new consumer of ``stream`` in ``group`` (default: the stream's first declared
+        group) with a generated unique name, for parallel workers.
 
         ``min_idle`` is how long an event may stay pending on another consumer before
-        ``run`` claims it (default 60 s): keep it above your slowest handler.
+        ``run`` claims it (default 60 s): keep it above your slowest handler. A group the
+        stream does not declare raises :class:`UnknownGroupError`.
         """
         idle = validate.seconds(min_idle, "min_idle")
+        settings, group = self._group(stream, group)
         client = self._clients.for_stream(stream)
         return AsyncConsumer(
             client=client,
             stream=stream,
-            group=GROUP_NAME,
+            group=group,
             name=many_consumer_name(),
             retry_policy=self._policy(retry_policy),
             min_idle=idle,
             lease=None,
             locks=self._clients.locks,
+            settings=settings,
         )
 
     @staticmethod
@@ -236,38 +263,65 @@ class AsyncEventBroker:
             raise InvalidArgumentError(f"retry_policy must be a RetryPolicy, got {policy!r}")
         return policy
 
-    async def prune_consumers(self, stream: str, *, idle: float | _dt.timedelta) -> list[str]:
-        """Remove ``consumer_many`` names idle longer than ``idle`` that hold no pending
-        entries (a ``kill -9`` leaves them in the group forever); returns their names.
+    async def prune_consumers(
+        self, stream: str, *, idle: float | _dt.timedelta, group: str | None = None
+    ) -> list[str]:
+        """Remove ``consumer_many`` names of ``group`` (default: the stream's first declared
+        group) idle longer than ``idle`` that hold no pending entries (a ``kill -9`` leaves
+        them in the group forever); returns their names.
 
         Atomic per stream (Lua): a consumer that holds entries, ``consumer-single`` and
         names fluxabee did not generate are never removed.
         """
         idle_ms = validate.ms(idle, "idle")
+        _, group = self._group(stream, group)
         client = self._clients.for_stream(stream)
-        call = prune_consumers(
-            stream, GROUP_NAME, idle_ms, MANY_CONSUMER_PREFIX, SINGLE_CONSUMER_NAME
-        )
+        call = prune_consumers(stream, group, idle_ms, MANY_CONSUMER_PREFIX, SINGLE_CONSUMER_NAME)
         names = await client.call(call, retry_safe=True)
         return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
     # -- dead letters ----------------------------------------------------------------
 
     async def dead_letters(self, stream: str, count: int = 100) -> list[AsyncDeadLetter]:
-        """The oldest ``count`` dead letters of ``stream`` (``{stream}:dead``), oldest first.
+        """The oldest ``count`` dead letters of ``stream`` (``{stream}:dead``, one for all
+        its groups; ``letter.group`` names the group each failed in), oldest first.
 
         ``letter.event.ack()`` deletes a dead letter for good.
         """
         count = validate.count(count)
         return await read_dead_letters(self._clients.for_stream(stream), stream, count)
 
-    async def replay_dead_letters(self, stream: str) -> int:
-        """Re-publish every dead letter of ``stream`` to ``stream`` and remove it; how many.
+    async def replay_dead_letters(self, stream: str, *, group: str | None = None) -> int:
+        """Re-publish the dead letters of ``stream`` (those of ``group`` when given, else
+        all) to ``stream`` and remove them; how many.
 
-        Each is XADDed to the source first and deleted from the dead letters after Redis
-        confirmed it, so none is ever in neither place. Delivery counts start again at 1.
+        Each goes back to the group it failed in only: on a stream with several groups the
+        replayed entry names it (``fluxabee-group``) and consumers of the other groups ack
+        it without handing it over. Each is XADDed to the source first and deleted from the
+        dead letters after Redis confirmed it, so none is ever in neither place. Delivery
+        counts start again at 1.
         """
-        return await replay_dead_letters(self._clients.for_stream(stream), stream)
+        settings = self._config.stream(stream)
+        if group is not None:
+            settings, group = self._group(stream, group)
+        client = self._clients.for_stream(stream)
+        return await replay_dead_letters(client, settings, group)
+
+    # -- retention -------------------------------------------------------------------
+
+    async def trim(self, stream: str) -> int:
+        """Remove every entry of ``stream`` that all its groups have acked, below the oldest
+        one some group still needs (an exact ``XTRIM MINID``); returns how many it removed.
+
+        Every declared group is created first (at ``0``, if missing), so a group nobody
+        used yet holds its entries back. Never removes an entry a group has not acked;
+        a stream still over its ``max_len`` / ``max_age`` afterwards is logged.
+        """
+        retainer = Retainer(self._config.stream(stream))
+        driver = AsyncDriver(self._clients.for_stream(stream), AsyncBackend.new_flag())
+        result = await driver.drive(retainer.trim_now())
+        retainer.report(result, time.monotonic())
+        return result.removed
 
     # -- statistics ------------------------------------------------------------------
 
@@ -285,8 +339,9 @@ class AsyncEventBroker:
             by_pool.setdefault(self._config.pool_for_stream(name).code, []).append(name)
         found: dict[str, StreamStatistics] = {}
         for code, members in by_pool.items():
-            commands = statistics_commands(members, GROUP_NAME)
+            settings = [self._config.stream(name) for name in members]
+            commands = statistics_commands(settings)
             replies = await self._clients.client(code).execute(commands, retry_safe=True)
-            for stats in parse_statistics(members, code, GROUP_NAME, replies):
+            for stats in parse_statistics(settings, code, replies):
                 found[stats.stream] = stats
         return [found[name] for name in names]

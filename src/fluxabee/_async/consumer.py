@@ -15,11 +15,12 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .. import _validate as validate
-from .._actions import Flow, Hand, Lease, Send
+from .._actions import Flow, Hand, Lease, Probe, Send
 from .._backends import AsyncBackend, AsyncFlag
 from .._constants import RUN_BLOCK_SLICE
 from .._machine import ConsumerMachine
 from .._policy import RetryPolicy
+from .._streamconfig import Stream
 from ..errors import ClosedError
 from ..event import AsyncEvent
 from .client import AsyncPoolClient
@@ -38,7 +39,8 @@ def _wall_ms() -> int:
 
 class AsyncDriver:
     """Runs a machine's flows: each Send on the client, each Hand on the handler, each
-    Pause on the stop flag; a failure is thrown back into the flow, which decides."""
+    Pause on the stop flag, each Probe on the client's feature cache; a failure is thrown
+    back into the flow, which decides."""
 
     def __init__(self, client: AsyncPoolClient, stop: AsyncFlag) -> None:
         self._client = client
@@ -72,6 +74,8 @@ class AsyncDriver:
                         )
                 elif isinstance(action, Hand):
                     result = await AsyncBackend.hand(handler, action.events)
+                elif isinstance(action, Probe):
+                    result = await client.has_command(action.command)
                 else:
                     result = await self._stop.wait(action.seconds)
             except BaseException as exc:  # thrown into the flow: it decides
@@ -84,7 +88,8 @@ class AsyncDriver:
 
 
 class AsyncConsumer:
-    """Reads one stream as one named consumer of a group (``consumer_group`` by default).
+    """Reads one stream as one named consumer of one of its groups (the stream's first
+    declared group by default: ``consumer_group`` for a plain name).
 
     Made by ``broker.consumer_single(stream)`` or ``broker.consumer_many(stream)``.
     As a context manager it calls :meth:`cleanup` and closes on exit.
@@ -101,6 +106,7 @@ class AsyncConsumer:
         min_idle: float,
         lease: Lease | None,
         locks: set[Any],
+        settings: Stream | None = None,
     ) -> None:
         self._stream = stream
         self._group = group
@@ -123,6 +129,7 @@ class AsyncConsumer:
             clock=time.monotonic,
             wall_ms=_wall_ms,
             lease=lease,
+            settings=settings,
         )
 
     @property
@@ -151,7 +158,10 @@ class AsyncConsumer:
         return self._closed
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} stream={self._stream!r} name={self._name!r}>"
+        return (
+            f"<{type(self).__name__} stream={self._stream!r} group={self._group!r} "
+            f"name={self._name!r}>"
+        )
 
     def _check_open(self) -> None:
         if self._closed:

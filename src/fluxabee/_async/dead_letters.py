@@ -1,4 +1,5 @@
-"""Reading and replaying a stream's dead letters (``{stream}:dead``)."""
+"""Reading and replaying a stream's dead letters (``{stream}:dead``, one per stream, each
+letter naming the group it failed in)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from .._constants import DEAD_LETTER_PAGE
 from .._keys import dead_letter_key
 from .._policy import split_dead_letter
 from .._protocol import Arg, parse_entries, xadd_command
+from .._retention import replay_fields
+from .._streamconfig import Stream
 from ..codec import split_fields
 from ..errors import RedisReplyError
 from ..event import AsyncDeadLetter, AsyncEvent, DeadLetter, Event
@@ -36,24 +39,38 @@ async def read_dead_letters(
             acker=delete,
             delivery_count=parts.deliveries,
         )
-        letters.append(DeadLetter(entry.id, event, parts.error, parts.deliveries))
+        letters.append(DeadLetter(entry.id, event, parts.error, parts.deliveries, parts.group))
     return letters
 
 
-async def replay_dead_letters(client: AsyncPoolClient, stream: str) -> int:
-    """Move every dead letter back to ``stream`` (XADD first, then XDEL); how many."""
+async def replay_dead_letters(
+    client: AsyncPoolClient, settings: Stream, group: str | None = None
+) -> int:
+    """Move the dead letters (of ``group``, or all) back to the stream (XADD first, then
+    XDEL), each for the group it failed in (:func:`~fluxabee._retention.replay_fields`);
+    how many."""
+    stream = settings.name
     key = dead_letter_key(stream)
     source = stream.encode()
     moved = 0
+    start = "-"
     while True:
-        page: list[Arg] = [b"XRANGE", key, b"-", b"+", b"COUNT", DEAD_LETTER_PAGE]
+        page: list[Arg] = [b"XRANGE", key, start, b"+", b"COUNT", DEAD_LETTER_PAGE]
         raw = await client.call(page, retry_safe=True)
         entries = [e for e in parse_entries(raw) if e.fields is not None]
         if not entries:
             return moved
-        commands = [xadd_command(source, split_dead_letter(e.fields or []).fields) for e in entries]
+        start = "(" + entries[-1].id  # the next page starts after this one (Redis 6.2+)
+        letters = [(e, split_dead_letter(e.fields or [])) for e in entries]
+        chosen = [(e, p) for e, p in letters if group is None or p.group == group]
+        if not chosen:
+            continue
+        commands = [
+            xadd_command(source, replay_fields(p.fields, p.group, settings.groups))
+            for _, p in chosen
+        ]
         replies = await client.execute(commands)  # never resent: a resend could duplicate
-        done = [e.id for e, r in zip(entries, replies, strict=True) if isinstance(r, bytes)]
+        done = [e.id for (e, _), r in zip(chosen, replies, strict=True) if isinstance(r, bytes)]
         if done:  # only letters whose XADD Redis confirmed leave the dead letters
             await client.call([b"XDEL", key, *done], retry_safe=True)
             moved += len(done)

@@ -124,6 +124,7 @@ class PoolClient:
         #: SHA1s of the scripts this pool's server is known to have (EVALSHA works).
         self._scripts: set[bytes] = set()
         self._bulk_limit: int | None = None
+        self._commands: dict[str, bool] = {}
 
     @property
     def where(self) -> str:
@@ -268,6 +269,17 @@ class PoolClient:
                 limit = int(reply[1])
             self._bulk_limit = limit
         return self._bulk_limit
+
+    def has_command(self, name: str) -> bool:
+        """Whether this pool's server knows command ``name`` (``COMMAND INFO``, asked once
+        and cached on this client; a refused COMMAND counts as "no", the safe answer)."""
+        key = name.upper()
+        known = self._commands.get(key)
+        if known is None:
+            reply = (self.execute([[b"COMMAND", b"INFO", key]], retry_safe=True))[0]
+            known = isinstance(reply, list) and bool(reply) and reply[0] is not None
+            self._commands[key] = known
+        return known
 
     def forget_bulk_limit(self) -> None:
         """The server refused a length: ask for its limit again next time."""

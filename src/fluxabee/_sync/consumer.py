@@ -16,11 +16,12 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .. import _validate as validate
-from .._actions import Flow, Hand, Lease, Send
+from .._actions import Flow, Hand, Lease, Probe, Send
 from .._backends import SyncBackend, SyncFlag
 from .._constants import RUN_BLOCK_SLICE
 from .._machine import ConsumerMachine
 from .._policy import RetryPolicy
+from .._streamconfig import Stream
 from ..errors import ClosedError
 from ..event import SyncEvent
 from .client import PoolClient
@@ -39,7 +40,8 @@ def _wall_ms() -> int:
 
 class Driver:
     """Runs a machine's flows: each Send on the client, each Hand on the handler, each
-    Pause on the stop flag; a failure is thrown back into the flow, which decides."""
+    Pause on the stop flag, each Probe on the client's feature cache; a failure is thrown
+    back into the flow, which decides."""
 
     def __init__(self, client: PoolClient, stop: SyncFlag) -> None:
         self._client = client
@@ -73,6 +75,8 @@ class Driver:
                         )
                 elif isinstance(action, Hand):
                     result = SyncBackend.hand(handler, action.events)
+                elif isinstance(action, Probe):
+                    result = client.has_command(action.command)
                 else:
                     result = self._stop.wait(action.seconds)
             except BaseException as exc:  # thrown into the flow: it decides
@@ -85,7 +89,8 @@ class Driver:
 
 
 class Consumer:
-    """Reads one stream as one named consumer of a group (``consumer_group`` by default).
+    """Reads one stream as one named consumer of one of its groups (the stream's first
+    declared group by default: ``consumer_group`` for a plain name).
 
     Made by ``broker.consumer_single(stream)`` or ``broker.consumer_many(stream)``.
     As a context manager it calls :meth:`cleanup` and closes on exit.
@@ -102,6 +107,7 @@ class Consumer:
         min_idle: float,
         lease: Lease | None,
         locks: set[Any],
+        settings: Stream | None = None,
     ) -> None:
         self._stream = stream
         self._group = group
@@ -124,6 +130,7 @@ class Consumer:
             clock=time.monotonic,
             wall_ms=_wall_ms,
             lease=lease,
+            settings=settings,
         )
 
     @property
@@ -152,7 +159,10 @@ class Consumer:
         return self._closed
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} stream={self._stream!r} name={self._name!r}>"
+        return (
+            f"<{type(self).__name__} stream={self._stream!r} group={self._group!r} "
+            f"name={self._name!r}>"
+        )
 
     def _check_open(self) -> None:
         if self._closed:
