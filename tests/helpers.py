@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +24,19 @@ class AsyncHelpers:
         """Run ``call()`` and cancel it after ``seconds`` (it must still be running)."""
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(call(), seconds)
+
+    @staticmethod
+    async def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Poll ``condition`` every 10 ms until it holds; fail after ``timeout`` seconds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"gave up after {timeout} s"
+            await asyncio.sleep(0.01)
+
+    @staticmethod
+    async def run_all(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
+        """Run every ``call()`` at once (tasks) and return their results, in order."""
+        return list(await asyncio.gather(*(call() for call in calls)))
 
 
 class SyncHelpers:
@@ -42,3 +57,36 @@ class SyncHelpers:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
+    @staticmethod
+    def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Poll ``condition`` every 10 ms until it holds; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"gave up after {timeout} s"
+            time.sleep(0.01)
+
+    @staticmethod
+    def run_all(*calls: Callable[[], Any]) -> list[Any]:
+        """Run every ``call()`` at once (threads) and return their results, in order; the
+        first error of any is raised once all have ended."""
+        results: list[Any] = [None] * len(calls)
+        errors: list[BaseException] = []
+
+        def main(index: int, call: Callable[[], Any]) -> None:
+            try:
+                results[index] = call()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=main, args=item, daemon=True) for item in enumerate(calls)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(50.0)
+            assert not thread.is_alive(), "a call of run_all did not end within 50 s"
+        if errors:
+            raise errors[0]
+        return results
