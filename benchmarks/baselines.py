@@ -198,6 +198,43 @@ async def raw_consume_async_coro(url: str, n: int, count: int = 1000) -> float:
     return consumed / elapsed
 
 
+def raw_consume_trim_sync(url: str, n: int, count: int = 1000, every: int = 10) -> float:
+    """:func:`raw_consume_sync` acking with XACK only, and an exact ``XTRIM MINID`` past the
+    last acked entry every ``every`` batches (and once at the end): what ``retention: trim``
+    does, by hand, with one consumer (so the safe MINID is just past its last ack)."""
+    stream = fresh_stream("raw-con-trim")
+    _prefill_and_group(url, stream, n)
+    client = redis.Redis.from_url(url)
+    unpackb = msgpack.unpackb
+    consumed = batches = 0
+    try:
+        client.ping()
+        start = time.perf_counter()
+        deadline = start + CASE_TIMEOUT
+        while consumed < n:
+            entries = _entries(
+                client.xreadgroup(GROUP, CONSUMER, {stream: ">"}, count=count, block=1000)
+            )
+            if not entries:
+                _check_deadline(deadline, "raw_consume_trim_sync", consumed, n)
+                continue
+            ids = []
+            for entry_id, fields in entries:
+                unpackb(fields[FIELD])
+                ids.append(entry_id)
+            client.xack(stream, GROUP, *ids)
+            consumed += len(ids)
+            batches += 1
+            if batches % every == 0 or consumed >= n:
+                ms, seq = ids[-1].split(b"-")
+                client.xtrim(stream, minid=f"{int(ms)}-{int(seq) + 1}", approximate=False)
+        elapsed = time.perf_counter() - start
+        client.delete(stream)
+    finally:
+        client.close()
+    return consumed / elapsed
+
+
 def raw_consume_async(url: str, n: int, count: int = 1000) -> float:
     """Sync wrapper (``asyncio.run``) around :func:`raw_consume_async_coro`."""
     return asyncio.run(raw_consume_async_coro(url, n, count))

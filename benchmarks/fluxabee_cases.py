@@ -25,7 +25,7 @@ from .baselines import fresh_stream, prefill
 BATCH = 1000
 
 
-def _config(url: str, stream: str) -> fluxabee.Config:
+def _config(url: str, stream: str | fluxabee.Stream) -> fluxabee.Config:
     return fluxabee.Config(redis_pools=[fluxabee.RedisPool(uri=url, streams=[stream])])
 
 
@@ -80,10 +80,14 @@ def _touch(events: list[Any]) -> None:
         event.body  # noqa: B018 - decoding the body is part of the measured work
 
 
-def consume_sync(url: str, n: int, count: int = BATCH, size: int = DEFAULT_SIZE) -> float:
-    """``consume(count, 0, handler)`` decoding every body, auto-ack (XACK + XDEL)."""
+def consume_sync(
+    url: str, n: int, count: int = BATCH, size: int = DEFAULT_SIZE, retention: str = "delete"
+) -> float:
+    """``consume(count, 0, handler)`` decoding every body, auto-ack (XACK + XDEL; with
+    ``retention="trim"``: XACK, and an exact XTRIM MINID every 10 000 acks)."""
     stream = _prefilled(url, "fx-con-sync", n, size)
-    with fluxabee.Engine(_config(url, stream)) as engine:
+    settings = fluxabee.Stream(stream, retention=retention)  # type: ignore[arg-type]
+    with fluxabee.Engine(_config(url, settings)) as engine:
         consumer = engine.new_context().event_broker().consumer_many(stream)
         start = time.perf_counter()
         done = 0
@@ -92,9 +96,10 @@ def consume_sync(url: str, n: int, count: int = BATCH, size: int = DEFAULT_SIZE)
         return n / (time.perf_counter() - start)
 
 
-async def _consume_async(url: str, n: int, count: int, size: int) -> float:
+async def _consume_async(url: str, n: int, count: int, size: int, retention: str) -> float:
     stream = _prefilled(url, "fx-con-async", n, size)
-    async with fluxabee.AsyncEngine(_config(url, stream)) as engine:
+    settings = fluxabee.Stream(stream, retention=retention)  # type: ignore[arg-type]
+    async with fluxabee.AsyncEngine(_config(url, settings)) as engine:
         consumer = engine.new_context().event_broker().consumer_many(stream)
         start = time.perf_counter()
         done = 0
@@ -103,9 +108,11 @@ async def _consume_async(url: str, n: int, count: int, size: int) -> float:
         return n / (time.perf_counter() - start)
 
 
-def consume_async(url: str, n: int, count: int = BATCH, size: int = DEFAULT_SIZE) -> float:
+def consume_async(
+    url: str, n: int, count: int = BATCH, size: int = DEFAULT_SIZE, retention: str = "delete"
+) -> float:
     """The asyncio version of :func:`consume_sync`."""
-    return asyncio.run(_consume_async(url, n, count, size))
+    return asyncio.run(_consume_async(url, n, count, size, retention))
 
 
 def _paced(n: int, rate: float, send: Callable[[dict[str, Any]], object]) -> None:

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import baselines, fluxabee_cases
+import fluxabee
+
+from . import baselines, fanout_cases, fluxabee_cases
 from ._bodies import SIZES
 from ._report import Case, Result, measure
 from ._server import flush, run_server
@@ -85,6 +87,60 @@ def _section(
     lines.append("")
 
 
+#: The sections of a run, in order (``--sections`` picks some).
+SECTIONS = ("latency", "publish", "consume", "retention", "fanout", "peers", "payload")
+
+
+def _fanout_section(
+    url: str, n: int, runs: int, server: str, report: dict[str, Any], lines: list[str]
+) -> None:
+    """Fan-out runs (a publisher and one consumer process per group), round robin."""
+    title = f"fan-out: one stream, a consumer process per group, publisher beside ({server})"
+    print(f"== {title}", flush=True)
+    cases = {
+        "1 group, XACK + XDEL": (1, "delete"),
+        "1 group, retention: trim": (1, "trim"),
+        "2 groups": (2, "delete"),
+        "3 groups": (3, "delete"),
+    }
+    raw: dict[str, list[Any]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, (groups, retention) in cases.items():
+            flush(url)
+            try:
+                raw[name].append(fanout_cases.fanout(url, n, groups, retention))
+            except Exception as exc:  # one broken run must not kill the whole benchmark
+                raw[name].append({"error": f"{type(exc).__name__}: {exc}"})
+    report[title] = raw
+    lines += [
+        f"**{title}** (n={n:,} events per group, {runs} runs, medians)",
+        "",
+        "| case | slowest group, events/s | fastest group, events/s "
+        "| longest stream | stream at the end |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, results in raw.items():
+        good = [r for r in results if "error" not in r]
+        if not good:
+            lines.append(f"| {name} | error: {results[0]['error'][:60]} | | | |")
+            continue
+        slow = statistics.median(min(r["rates"]) for r in good)
+        fast = statistics.median(max(r["rates"]) for r in good)
+        longest = statistics.median(r["max_len"] for r in good)
+        end = statistics.median(r["end_len"] for r in good)
+        lines.append(f"| {name} | {slow:,.0f} | {fast:,.0f} | {longest:,.0f} | {end:,.0f} |")
+        print(f"   {name}: {slow:,.0f} .. {fast:,.0f} events/s, max len {longest:,.0f}")
+    lines.append("")
+
+
+def _other_server(kind: str) -> str | None:
+    """The path of a server binary of ``kind`` (``redis-8.2``...), if one is installed."""
+    for binary in fluxabee.server_binaries():
+        if binary.kind == kind:
+            return binary.path
+    return None
+
+
 def _machine() -> dict[str, Any]:
     server = subprocess.run(
         ["redis-server", "--version"], capture_output=True, text=True, check=False
@@ -120,119 +176,56 @@ def main(argv: list[str]) -> int:
         "--peer-n", type=int, default=5_000, help="events per peer run (peers are slow)"
     )
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}"
+    )
+    parser.add_argument("--fanout-n", type=int, default=20_000, help="events per fan-out run")
     args = parser.parse_args(argv)
     n, runs = args.n, args.runs
+    chosen = set(args.sections.split(","))
+    if args.skip_peers:
+        chosen.discard("peers")
     report: dict[str, Any] = {"machine": _machine(), "n": n, "runs": runs}
     lines: list[str] = []
     with run_server() as url:
-        print("== latency: publish -> handler at 1 000 events/s", flush=True)
-        runs_lat: dict[str, list[dict[str, float]]] = {"raw_redis_py": [], "fluxabee": []}
-        for _ in range(runs):  # first, on a fresh server; raw and fluxabee in turn
-            for name, func in (
-                ("raw_redis_py", fluxabee_cases.raw_latency),
-                ("fluxabee", fluxabee_cases.latency),
-            ):
-                flush(url)
-                runs_lat[name].append(func(url, min(n, 5000), 1000.0))
-        report["latency"] = runs_lat
-        lines += [
-            "**latency, publish -> handler, 1 000 events/s, blocking consumer, publisher in "
-            "another process (ms)**",
-            "",
-            "| run | raw p50 | raw p99 | raw p99.9 | fluxabee p50 | fluxabee p99 "
-            "| fluxabee p99.9 |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for i, (raw, own) in enumerate(
-            zip(runs_lat["raw_redis_py"], runs_lat["fluxabee"], strict=True), 1
-        ):
-            lines.append(
-                f"| {i} | {raw['p50_ms']:.3f} | {raw['p99_ms']:.3f} | {raw['p999_ms']:.3f} "
-                f"| {own['p50_ms']:.3f} | {own['p99_ms']:.3f} | {own['p999_ms']:.3f} |"
-            )
-        med = {name: statistics.median(r["p99_ms"] for r in rs) for name, rs in runs_lat.items()}
-        lines += [
-            f"| median p99 | | {med['raw_redis_py']:.3f} | | | {med['fluxabee']:.3f} | |",
-            "",
-        ]
-        body = baselines.body_bytes(100)
-        _section(
-            "publish + flush, 100 B dict bodies, batches of 1000",
-            url,
-            n,
-            runs,
-            {
-                "raw_redis_py_sync": (lambda u, k: baselines.raw_publish_sync(u, k, body), None),
-                "raw_redis_py_async": (lambda u, k: baselines.raw_publish_async(u, k, body), None),
-                "fluxabee_sync": (fluxabee_cases.publish_sync, "raw_redis_py_sync"),
-                "fluxabee_async": (fluxabee_cases.publish_async, "raw_redis_py_async"),
-            },
-            report,
-            lines,
-        )
-        for count in (1000, 100, 10):
+        if "latency" in chosen:
+            _latency(url, n, runs, report, lines)
+        if "publish" in chosen:
+            body = baselines.body_bytes(100)
             _section(
-                f"consume + decode + ack (XACK + XDEL), count {count}",
+                "publish + flush, 100 B dict bodies, batches of 1000",
                 url,
                 n,
                 runs,
                 {
-                    "raw_redis_py_sync": (_bind(baselines.raw_consume_sync, count), None),
-                    "raw_redis_py_async": (_bind(baselines.raw_consume_async, count), None),
-                    "fluxabee_sync": (
-                        _bind(fluxabee_cases.consume_sync, count),
-                        "raw_redis_py_sync",
-                    ),
-                    "fluxabee_async": (
-                        _bind(fluxabee_cases.consume_async, count),
-                        "raw_redis_py_async",
-                    ),
-                },
-                report,
-                lines,
-            )
-        if not args.skip_peers:
-            peer_cases = _peer_cases()
-            if peer_cases:
-                own: dict[str, tuple[Case, str | None]] = {
-                    "fluxabee_publish_sync": (fluxabee_cases.publish_sync, None),
-                    "fluxabee_consume_sync": (fluxabee_cases.consume_sync, None),
-                }
-                _section(
-                    "Python peers, 100 B dict bodies (ratio = peer / fluxabee sync)",
-                    url,
-                    args.peer_n,
-                    runs,
-                    {**own, **peer_cases},
-                    report,
-                    lines,
-                )
-        for label, size in SIZES.items():
-            if label == "100B":
-                continue
-            sized_n = max(1000, min(n, (32 * 1024 * 1024) // size))
-            sized_body = baselines.body_bytes(size)
-            _section(
-                f"payload {label}",
-                url,
-                sized_n,
-                runs,
-                {
-                    "raw_redis_py_publish_sync": (
-                        lambda u, k, b=sized_body: baselines.raw_publish_sync(u, k, b),
+                    "raw_redis_py_sync": (
+                        lambda u, k: baselines.raw_publish_sync(u, k, body),
                         None,
                     ),
-                    "fluxabee_publish_sync": (
-                        _sized(fluxabee_cases.publish_sync, size),
-                        "raw_redis_py_publish_sync",
+                    "raw_redis_py_async": (
+                        lambda u, k: baselines.raw_publish_async(u, k, body),
+                        None,
                     ),
-                    "fluxabee_publish_async": (_sized(fluxabee_cases.publish_async, size), None),
-                    "fluxabee_consume_sync": (_sized(fluxabee_cases.consume_sync, size), None),
-                    "fluxabee_consume_async": (_sized(fluxabee_cases.consume_async, size), None),
+                    "fluxabee_sync": (fluxabee_cases.publish_sync, "raw_redis_py_sync"),
+                    "fluxabee_async": (fluxabee_cases.publish_async, "raw_redis_py_async"),
                 },
                 report,
                 lines,
             )
+        if "consume" in chosen:
+            _consume_sections(url, n, runs, report, lines)
+        if "retention" in chosen:
+            _retention_section(url, n, runs, report, lines)
+        if "fanout" in chosen:
+            _fanout_section(url, args.fanout_n, runs, "redis-server on PATH", report, lines)
+            newer = _other_server("redis-8.2")
+            if newer is not None:
+                with run_server(newer) as url_82:
+                    _fanout_section(url_82, args.fanout_n, runs, "Redis 8.2", report, lines)
+        if "peers" in chosen:
+            _peers_section(url, args.peer_n, runs, report, lines)
+        if "payload" in chosen:
+            _payload_sections(url, n, runs, report, lines)
     machine = report["machine"]
     header = (
         f"Measured {machine['date']} on {machine['platform']}, {machine['cpus']} CPUs, "
@@ -246,6 +239,139 @@ def main(argv: list[str]) -> int:
     (RESULTS / "latest.md").write_text(table + "\n")
     print(f"\nwrote {RESULTS / 'latest.json'} and latest.md")
     return 0
+
+
+def _latency(url: str, n: int, runs: int, report: dict[str, Any], lines: list[str]) -> None:
+    """Latency first, on a fresh server; raw redis-py and fluxabee in turn."""
+    print("== latency: publish -> handler at 1 000 events/s", flush=True)
+    runs_lat: dict[str, list[dict[str, float]]] = {"raw_redis_py": [], "fluxabee": []}
+    for _ in range(runs):
+        for name, func in (
+            ("raw_redis_py", fluxabee_cases.raw_latency),
+            ("fluxabee", fluxabee_cases.latency),
+        ):
+            flush(url)
+            runs_lat[name].append(func(url, min(n, 5000), 1000.0))
+    report["latency"] = runs_lat
+    lines += [
+        "**latency, publish -> handler, 1 000 events/s, blocking consumer, publisher in "
+        "another process (ms)**",
+        "",
+        "| run | raw p50 | raw p99 | raw p99.9 | fluxabee p50 | fluxabee p99 | fluxabee p99.9 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, (raw, own) in enumerate(
+        zip(runs_lat["raw_redis_py"], runs_lat["fluxabee"], strict=True), 1
+    ):
+        lines.append(
+            f"| {i} | {raw['p50_ms']:.3f} | {raw['p99_ms']:.3f} | {raw['p999_ms']:.3f} "
+            f"| {own['p50_ms']:.3f} | {own['p99_ms']:.3f} | {own['p999_ms']:.3f} |"
+        )
+    med = {name: statistics.median(r["p99_ms"] for r in rs) for name, rs in runs_lat.items()}
+    lines += [f"| median p99 | | {med['raw_redis_py']:.3f} | | | {med['fluxabee']:.3f} | |", ""]
+
+
+def _consume_sections(
+    url: str, n: int, runs: int, report: dict[str, Any], lines: list[str]
+) -> None:
+    for count in (1000, 100, 10):
+        _section(
+            f"consume + decode + ack (XACK + XDEL), count {count}",
+            url,
+            n,
+            runs,
+            {
+                "raw_redis_py_sync": (_bind(baselines.raw_consume_sync, count), None),
+                "raw_redis_py_async": (_bind(baselines.raw_consume_async, count), None),
+                "fluxabee_sync": (_bind(fluxabee_cases.consume_sync, count), "raw_redis_py_sync"),
+                "fluxabee_async": (
+                    _bind(fluxabee_cases.consume_async, count),
+                    "raw_redis_py_async",
+                ),
+            },
+            report,
+            lines,
+        )
+
+
+def _retention_section(
+    url: str, n: int, runs: int, report: dict[str, Any], lines: list[str]
+) -> None:
+    """One group: XACK + XDEL against ``retention: trim`` (XACK + an exact MINID trim per
+    10 000 acks), raw redis-py and fluxabee, every ratio to the raw XACK + XDEL loop."""
+    raw = "raw_xack_xdel_sync"
+    raw_async = "raw_xack_xdel_async"
+    _section(
+        "retention, one group: consume + decode + ack, count 1000 (ratio = case / raw XACK + XDEL)",
+        url,
+        n,
+        runs,
+        {
+            raw: (_bind(baselines.raw_consume_sync, 1000), None),
+            "raw_xack_trim_sync": (_bind(baselines.raw_consume_trim_sync, 1000), raw),
+            "fluxabee_xack_xdel_sync": (_bind(fluxabee_cases.consume_sync, 1000), raw),
+            "fluxabee_trim_sync": (
+                lambda u, k: fluxabee_cases.consume_sync(u, k, 1000, retention="trim"),
+                raw,
+            ),
+            raw_async: (_bind(baselines.raw_consume_async, 1000), None),
+            "fluxabee_trim_async": (
+                lambda u, k: fluxabee_cases.consume_async(u, k, 1000, retention="trim"),
+                raw_async,
+            ),
+        },
+        report,
+        lines,
+    )
+
+
+def _peers_section(url: str, n: int, runs: int, report: dict[str, Any], lines: list[str]) -> None:
+    peer_cases = _peer_cases()
+    if peer_cases:
+        own: dict[str, tuple[Case, str | None]] = {
+            "fluxabee_publish_sync": (fluxabee_cases.publish_sync, None),
+            "fluxabee_consume_sync": (fluxabee_cases.consume_sync, None),
+        }
+        _section(
+            "Python peers, 100 B dict bodies (ratio = peer / fluxabee sync)",
+            url,
+            n,
+            runs,
+            {**own, **peer_cases},
+            report,
+            lines,
+        )
+
+
+def _payload_sections(
+    url: str, n: int, runs: int, report: dict[str, Any], lines: list[str]
+) -> None:
+    for label, size in SIZES.items():
+        if label == "100B":
+            continue
+        sized_n = max(1000, min(n, (32 * 1024 * 1024) // size))
+        sized_body = baselines.body_bytes(size)
+        _section(
+            f"payload {label}",
+            url,
+            sized_n,
+            runs,
+            {
+                "raw_redis_py_publish_sync": (
+                    lambda u, k, b=sized_body: baselines.raw_publish_sync(u, k, b),
+                    None,
+                ),
+                "fluxabee_publish_sync": (
+                    _sized(fluxabee_cases.publish_sync, size),
+                    "raw_redis_py_publish_sync",
+                ),
+                "fluxabee_publish_async": (_sized(fluxabee_cases.publish_async, size), None),
+                "fluxabee_consume_sync": (_sized(fluxabee_cases.consume_sync, size), None),
+                "fluxabee_consume_async": (_sized(fluxabee_cases.consume_async, size), None),
+            },
+            report,
+            lines,
+        )
 
 
 def _bind(func: Callable[..., float], count: int) -> Case:

@@ -52,6 +52,7 @@ from ._protocol import (
     parse_xautoclaim,
     parse_xreadgroup,
     pending_command,
+    raw_entries,
     xadd_command,
     xautoclaim_command,
     xreadgroup_command,
@@ -176,8 +177,9 @@ class ConsumerMachine:
                 raise reply
         self.group_ready = True
 
-    def read(self, count: int, block_ms: int) -> Flow[list[Entry]]:
-        """Own pending entries first, then new ones, waiting up to ``block_ms``."""
+    def read(self, count: int, block_ms: int) -> Flow[list[Any]]:
+        """Own pending entries first, then new ones, waiting up to ``block_ms``: entries for
+        :meth:`prepare` (:class:`Entry` tuples, or raw reply items of new entries)."""
         yield from self.ensure_group()
         try:
             return (yield from self._read_once(count, block_ms))
@@ -187,7 +189,7 @@ class ConsumerMachine:
             yield from self.ensure_group()
             return (yield from self._read_once(count, block_ms))
 
-    def _read_once(self, count: int, block_ms: int) -> Flow[list[Entry]]:
+    def _read_once(self, count: int, block_ms: int) -> Flow[list[Any]]:
         if self.lease is not None:
             return (yield from self._read_locked(self.lease, count, block_ms))
         now = self._clock()
@@ -209,9 +211,9 @@ class ConsumerMachine:
         except BrokerConnectionError:
             self.lost_reply()
             raise
-        return parse_xreadgroup(_raise_errors([reply])[0])
+        return raw_entries(_raise_errors([reply])[0])
 
-    def _read_locked(self, lease: Lease, count: int, block_ms: int) -> Flow[list[Entry]]:
+    def _read_locked(self, lease: Lease, count: int, block_ms: int) -> Flow[list[Any]]:
         """``consumer_single``: read the group only inside the lock-checking script."""
         deadline = self._clock() + block_ms / 1000
         while True:
@@ -236,11 +238,10 @@ class ConsumerMachine:
             lease.confirmed(sent_at)
             raw, counts, last_id = reply[1], reply[2], reply[3]
             if raw:
-                entries = parse_xreadgroup(raw)
                 if counts:
-                    return _with_counts(entries, counts)
+                    return _with_counts(parse_xreadgroup(raw), counts)
                 self.pending_first = False
-                return entries
+                return raw_entries(raw)
             self.pending_first = False
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -350,14 +351,24 @@ class ConsumerMachine:
 
     # -- events, acks and dead letters ---------------------------------------------------
 
-    def prepare(self, entries: list[Entry]) -> Flow[list[Event[Any]]]:
-        """Entries -> events: deleted ones (and others' replays) acked, exceeded ones dead."""
+    def prepare(self, entries: list[Any]) -> Flow[list[Event[Any]]]:
+        """Entries -> events: deleted ones (and others' replays) acked, exceeded ones dead.
+
+        ``entries`` are :class:`Entry` tuples or raw items of new entries (``[id, fields]``,
+        delivered once), and are used up: each slot is cleared as its event is made, so the
+        reply is freed as the events grow (half the objects alive, far less GC work).
+        """
         events: list[Event[Any]] = []
         gone: list[str] = []
         dead: list[Event[Any]] = []
         stream, acker, exceeded = self.stream, self._acker, self.policy.exceeded
         group, groups = self.group, self.settings.groups
-        for entry_id, fields, deliveries in entries:  # the hot loop of consuming: keep it lean
+        for index, item in enumerate(entries):  # the hot loop of consuming: keep it lean
+            entries[index] = None
+            if len(item) == 2:  # a raw item of a read of new entries
+                entry_id, fields, deliveries = item[0].decode(), item[1], 1
+            else:
+                entry_id, fields, deliveries = item
             if fields is None:
                 gone.append(entry_id)
                 continue
@@ -366,7 +377,7 @@ class ConsumerMachine:
                 gone.append(entry_id)
                 continue
             event: Event[Any] = Event(entry_id, stream, raw, meta, acker, deliveries)
-            (dead if exceeded(deliveries) else events).append(event)
+            (dead if deliveries > 1 and exceeded(deliveries) else events).append(event)
         if gone:
             yield from self.ack(gone)
         if dead:

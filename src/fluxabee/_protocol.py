@@ -76,11 +76,16 @@ def pack_xadd(header: bytes, fields: Sequence[bytes]) -> bytes:
     return b"*%d\r\n%b%b" % (len(fields) + 3, header, b"".join(parts))
 
 
+def _bulks(ids: Sequence[str]) -> bytes:
+    """Stream IDs as RESP bulk strings, joined (IDs are ASCII: characters are bytes)."""
+    return "".join([f"${len(i)}\r\n{i}\r\n" for i in ids]).encode()
+
+
 def pack_ack(stream: str, group: str, ids: Sequence[str]) -> bytes:
     """``XACK <stream> <group> ids...`` + ``XDEL <stream> ids...`` in RESP (two commands)."""
     name = stream.encode()
     group_b = group.encode()
-    args = b"".join([b"$%d\r\n%b\r\n" % (len(i), i) for i in (x.encode() for x in ids)])
+    args = _bulks(ids)
     key = b"$%d\r\n%b\r\n" % (len(name), name)
     return b"*%d\r\n$4\r\nXACK\r\n%b$%d\r\n%b\r\n%b*%d\r\n$4\r\nXDEL\r\n%b%b" % (
         len(ids) + 3,
@@ -101,7 +106,7 @@ def _bulk(data: bytes) -> bytes:
 def pack_xack(stream: str, group: str, ids: Sequence[str]) -> bytes:
     """``XACK <stream> <group> ids...`` in RESP (one command): acking that leaves the entries
     for a trim (``retention: trim``, or several groups without XACKDEL)."""
-    args = b"".join([_bulk(i.encode()) for i in ids])
+    args = _bulks(ids)
     return b"*%d\r\n$4\r\nXACK\r\n%b%b%b" % (
         len(ids) + 3,
         _bulk(stream.encode()),
@@ -113,7 +118,7 @@ def pack_xack(stream: str, group: str, ids: Sequence[str]) -> bytes:
 def pack_xackdel(stream: str, group: str, ids: Sequence[str]) -> bytes:
     """``XACKDEL <stream> <group> ACKED IDS <n> ids...`` in RESP (one command, Redis 8.2+):
     acks, and deletes each entry only once every group of the stream has acked it."""
-    args = b"".join([_bulk(i.encode()) for i in ids])
+    args = _bulks(ids)
     return b"*%d\r\n$7\r\nXACKDEL\r\n%b%b$5\r\nACKED\r\n$3\r\nIDS\r\n%b%b" % (
         len(ids) + 6,
         _bulk(stream.encode()),
@@ -211,7 +216,8 @@ def parse_entries(raw: Any) -> list[Entry]:
     """
     if not raw:
         return []
-    return [Entry(item[0].decode(), item[1]) for item in raw if item is not None]
+    new = tuple.__new__  # the hot path: skips the namedtuple's Python-level __new__
+    return [new(Entry, (item[0].decode(), item[1], 1)) for item in raw if item is not None]
 
 
 def parse_xreadgroup(raw: Any) -> list[Entry]:
@@ -219,6 +225,16 @@ def parse_xreadgroup(raw: Any) -> list[Entry]:
     if not raw:
         return []
     return parse_entries(raw[0][1])
+
+
+def raw_entries(raw: Any) -> list[list[Any]]:
+    """An XREADGROUP reply of new entries for one stream -> its items as hiredis built them,
+    ``[id bytes, fields]`` each, unparsed (the hot path: the machine turns each into an
+    event and frees it at once; see ``ConsumerMachine.prepare``)."""
+    if not raw:
+        return []
+    items: list[list[Any]] = raw[0][1]
+    return items
 
 
 class AutoclaimReply(NamedTuple):

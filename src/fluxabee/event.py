@@ -73,9 +73,11 @@ class Event(Generic[AckT]):
 
         Raises :class:`~fluxabee.DecodeError` (with ``.raw``) for an undecodable entry.
         """
-        if self._body is _UNSET:
-            self._body = None if self.raw_body is None else codec.decode_body(self.raw_body)
-        return self._body
+        body = self._body
+        if body is _UNSET:
+            raw = self.raw_body
+            body = self._body = None if raw is None else codec.decode_body(raw)
+        return body
 
     @property
     def decodable(self) -> bool:
