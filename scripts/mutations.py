@@ -34,6 +34,18 @@ class Mutant:
 
 UNIT = ("tests/unit",)
 HARDENING = ("tests/_async/test_hardening.py", "tests/_sync/test_hardening.py")
+FANOUT = "tests/_async/test_fanout.py::"
+#: The fan-out scenarios on one server without XACKDEL (XACK + trim) and on Redis 8.2.
+TWO_GROUPS = (
+    f"{FANOUT}test_two_groups_each_read_every_event_and_an_entry_leaves_once_both_acked[redis-7.0]",
+    f"{FANOUT}test_two_groups_each_read_every_event_and_an_entry_leaves_once_both_acked[redis-8.2]",
+)
+CRASHED = (
+    f"{FANOUT}test_a_crashed_consumer_in_one_group_holds_its_entries_until_a_live_one_claims_them[redis-7.0]",
+)
+DEAD_ONE_GROUP = (
+    f"{FANOUT}test_dead_letters_in_one_group_while_the_other_is_healthy_and_replay_to_that_group[redis-7.0]",
+)
 
 MUTANTS = [
     Mutant(
@@ -53,8 +65,8 @@ MUTANTS = [
     Mutant(
         "replay deletes a dead letter whose XADD failed",
         "_async/dead_letters.py",
-        "done = [e.id for e, r in zip(entries, replies, strict=True) if isinstance(r, bytes)]",
-        "done = [e.id for e in entries]",
+        "done = [e.id for (e, _), r in zip(chosen, replies, strict=True) if isinstance(r, bytes)]",
+        "done = [e.id for e, _ in chosen]",
         ("tests/_async/test_hardening.py",),
     ),
     Mutant(
@@ -84,10 +96,10 @@ MUTANTS = [
         """        except BrokerConnectionError:
             self.lost_reply()
             raise
-        return parse_xreadgroup(_raise_errors([reply])[0])""",
+        return raw_entries(_raise_errors([reply])[0])""",
         """        except BrokerConnectionError:
             raise
-        return parse_xreadgroup(_raise_errors([reply])[0])""",
+        return raw_entries(_raise_errors([reply])[0])""",
         (*UNIT, *HARDENING),
     ),
     Mutant(
@@ -187,6 +199,161 @@ MUTANTS = [
         "        except asyncio.CancelledError:\n            task.cancel()\n            raise",
         "        except asyncio.CancelledError:\n            task.cancel()",
         ("tests/test_async_only.py",),
+    ),
+]
+
+
+MUTANTS += [
+    # -- fan-out and retention (issue 10) --------------------------------------------------
+    Mutant(
+        "several groups ack with XACK + XDEL",
+        "_retention.py",
+        "    if len(stream.groups) == 1:",
+        "    if len(stream.groups) >= 1:",
+        (*UNIT, *TWO_GROUPS),
+    ),
+    Mutant(
+        "the XACKDEL probe is skipped",
+        "_retention.py",
+        "    return len(stream.groups) > 1",
+        "    return False",
+        (*UNIT, *TWO_GROUPS),
+    ),
+    Mutant(
+        "a server that lost XACKDEL is not turned to XACK",
+        "_retention.py",
+        "        if mode is AckMode.XACKDEL and unknown_command(replies[0]):",
+        "        if False:",
+        UNIT,
+    ),
+    Mutant(
+        "the safe MINID ignores pending entries",
+        "_retention.py",
+        "        return self.lowest_pending or next_id(self.last_delivered)",
+        "        return next_id(self.last_delivered)",
+        (*UNIT, *CRASHED),
+    ),
+    Mutant(
+        "a missing declared group does not block a trim",
+        "_retention.py",
+        "    if not state.groups or any(group not in names for group in declared):",
+        "    if not state.groups:",
+        UNIT,
+    ),
+    Mutant(
+        "groups that are not declared do not hold entries back",
+        "_retention.py",
+        "    return min((g.needs_from for g in state.groups), key=id_key)",
+        "    return min((g.needs_from for g in state.groups if g.name in declared), key=id_key)",
+        UNIT,
+    ),
+    Mutant(
+        "the trim cuts one entry too far",
+        "_retention.py",
+        "        commands: list[list[Arg]] = [xtrim_minid_command(name, plan.minid, acked=acked_guard)]",
+        "        commands: list[list[Arg]] = [xtrim_minid_command(name, next_id(plan.minid), acked=acked_guard)]",
+        (*UNIT, *TWO_GROUPS),
+    ),
+    Mutant(
+        "trims are approximate",
+        "_protocol.py",
+        '    command: list[Arg] = [b"XTRIM", stream, b"MINID", minid]',
+        '    command: list[Arg] = [b"XTRIM", stream, b"MINID", b"~", minid]',
+        UNIT,
+    ),
+    Mutant(
+        "a trim creates the stream",
+        "_retention.py",
+        "    creates = [group_create_command(name, group, mkstream=False) for group in stream.groups]",
+        "    creates = [group_create_command(name, group, mkstream=True) for group in stream.groups]",
+        UNIT,
+    ),
+    Mutant(
+        "a consumer creates its own group only",
+        "_machine.py",
+        "        commands = [group_create_command(self.stream, g) for g in self.settings.groups]",
+        "        commands = [group_create_command(self.stream, g) for g in (self.group,)]",
+        UNIT,
+    ),
+    Mutant(
+        "a cap is over at its own size",
+        "_retention.py",
+        "    if stream.max_len is not None and length > stream.max_len:",
+        "    if stream.max_len is not None and length >= stream.max_len:",
+        UNIT,
+    ),
+    Mutant(
+        "consumers never trim after the interval",
+        "_retention.py",
+        "            and (self.acked >= TRIM_AFTER_ACKS or now - self._last_trim >= TRIM_INTERVAL)",
+        "            and self.acked >= TRIM_AFTER_ACKS",
+        UNIT,
+    ),
+    Mutant(
+        "a failed trim stops the consumer",
+        "_retention.py",
+        "        except (BrokerConnectionError, RedisReplyError) as exc:",
+        "        except ZeroDivisionError as exc:",
+        UNIT,
+    ),
+    Mutant(
+        "a replayed entry is handed to every group",
+        "_retention.py",
+        "    return target is None or target == group or target not in declared",
+        "    return True",
+        (*UNIT, *DEAD_ONE_GROUP),
+    ),
+    Mutant(
+        "replays do not name their group",
+        "_retention.py",
+        "    if len(declared) > 1 and group is not None and group in declared:",
+        "    if False:",
+        (*UNIT, *DEAD_ONE_GROUP),
+    ),
+    Mutant(
+        "dead letters do not name their group",
+        "_machine.py",
+        "                    now_ms=now_ms,\n                    group=self.group,",
+        '                    now_ms=now_ms,\n                    group="",',
+        (*UNIT, *DEAD_ONE_GROUP),
+    ),
+    Mutant(
+        "Redis 6.2's claimed holes are left pending",
+        "_machine.py",
+        "            yield from self._ack_holes(start, claimed.cursor, {e.id for e in entries})",
+        "            self.pending_first = True",
+        (
+            *UNIT,
+            "tests/_async/test_matrix.py::test_autoclaim_hands_over_live_entries_and_acks_away_one_deleted_while_pending[redis-6.2]",
+        ),
+    ),
+    Mutant(
+        "the hole lookup reads past the scanned range",
+        "_machine.py",
+        '        end = "+" if cursor in _CURSOR_END else "(" + cursor',
+        '        end = "+"',
+        UNIT,
+    ),
+    Mutant(
+        "groups share one consumer_single lock",
+        "_keys.py",
+        "    if group == GROUP_NAME:",
+        "    if True:",
+        (f"{FANOUT}test_consumer_single_holds_one_lock_per_stream_and_group[redis-7.0]",),
+    ),
+    Mutant(
+        "unknown lag is reported as 0",
+        "_stats.py",
+        "        lag=None if lag is None else int(lag),",
+        "        lag=int(lag or 0),",
+        ("tests/_async/test_groups.py",),
+    ),
+    Mutant(
+        "a consumer joins the last declared group by default",
+        "_async/broker.py",
+        "            return settings, settings.groups[0]",
+        "            return settings, settings.groups[-1]",
+        ("tests/_async/test_groups.py",),
     ),
 ]
 
