@@ -248,7 +248,7 @@ def test_lists_are_stored_as_tuples() -> None:
         ({"default": ["x"]}, "default:"),
         (
             {"default": {"mysql": "x"}},
-            "default.mysql: unknown key (expected one of: redis, streams)",
+            "default.mysql: unknown key (expected one of: redis, streams, cluster",
         ),
         ({"default": {"redis": 6379}}, "default.redis"),
         ({"default": {"redis": None}}, "default.redis"),
