@@ -10,6 +10,7 @@ from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
 from ._policy import RetryPolicy
+from ._schema import Float32, go_name, wire_names
 from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
 from ._sync.consumer import Consumer, Handler
@@ -57,6 +58,7 @@ __all__ = [
     "Engine",
     "Event",
     "EventBroker",
+    "Float32",
     "FluxabeeError",
     "GroupStatistics",
     "Handler",
@@ -75,4 +77,6 @@ __all__ = [
     "UnknownStreamError",
     "WrongTypeError",
     "__version__",
+    "go_name",
+    "wire_names",
 ]
