@@ -78,7 +78,7 @@ def encode_body(body: Any) -> bytes | None:
 def _serialization_error(
     body: Any, failure: EncodeFailure | None, exc: BaseException
 ) -> SerializationError:
-    what = f"cannot serialize body ({type(body).__qualname__})"
+    what = f"cannot serialize body ({type(body).__name__})"
     if failure is None:
         return SerializationError(f"{what}: {exc}")
     where = failure.where()
@@ -199,14 +199,13 @@ def unserialize(value: Any, cls: type[T]) -> T:
     :class:`DecodeError` naming the path when the value does not fit
     (``cannot unserialize into Order at items[2].sku: expected str, got int 7``).
     """
+    name = cls.__name__ if isinstance(cls, type) else repr(cls)  # list[int], not list
     try:
         return typing.cast(T, _typed.converter(cls)(value))
     except _typed.Mismatch as exc:
         where = exc.where()
-        name = getattr(cls, "__qualname__", None) or repr(cls)
         raise DecodeError(
             f"cannot unserialize into {name}{' at ' + where if where else ''}: {exc.reason}"
         ) from None
     except Exception as exc:  # RecursionError on absurd nesting, and the unforeseen
-        name = getattr(cls, "__qualname__", None) or repr(cls)
         raise DecodeError(f"cannot unserialize into {name}: {exc}") from exc
