@@ -107,8 +107,9 @@ def key_segment(key: Any) -> str:
 # --- Encoding plans: where the C packer alone would get the bytes wrong -----------------
 #
 # A plan is ``None`` ("let msgpack's C packer do it": no float32 can hide beneath) or a
-# tuple whose first item says how to walk the value: F32, ("opt", plan), ("list", plan),
-# ("tuple", (plan, ...)), ("dict", plan), ("union", (plan, ...)), ("struct", cls).
+# tuple whose first item says how to walk the value: F32, ("list", plan), ("tuple", (plan,
+# ...)), ("dict", plan), ("union", (plan, ...)), ("struct", cls). A value that does not
+# fit its plan (``None`` above all) is handed to the C packer, so ``Optional[X]`` is X's.
 Plan: TypeAlias = tuple[Any, ...] | None
 #: The plan of a float32 value.
 F32: tuple[str] = ("f32",)
@@ -151,7 +152,7 @@ def plan_of(hint: Any) -> Plan:
         plans = tuple(plan_of(a) for a in args if a is not _NONE_TYPE)
         if all(p is None for p in plans):
             return None
-        return ("opt", plans[0]) if len(plans) == 1 else ("union", plans)
+        return plans[0] if len(plans) == 1 else ("union", plans)  # every plan packs None
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             inner = plan_of(args[0])
@@ -202,7 +203,7 @@ class ClassSchema:
     is_model: bool
     #: The fields that travel, in declaration order (the order Go writes a struct's).
     fields: tuple[FieldSchema, ...]
-    #: Wire name (and, for a dumped pydantic model, Python name) -> field.
+    #: Wire name -> field, and Python name -> field where no wire name is the same.
     by_key: Mapping[str, FieldSchema]
     #: Whether some field needs the Python encoder (a float32 somewhere beneath).
     walk: bool
@@ -252,9 +253,8 @@ def _build(cls: type) -> ClassSchema:
                 f"{f.wire!r}"
             )
         by_key[f.wire] = f
-    if is_model_class(cls):
-        for f in fields:  # model_dump may key a nested dataclass by its Python names
-            by_key.setdefault(f.name, f)
+    for f in fields:  # pydantic's model_dump keys a dataclass inside a model by Python name
+        by_key.setdefault(f.name, f)
     return ClassSchema(
         cls=cls,
         is_model=is_model_class(cls),

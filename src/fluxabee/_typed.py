@@ -57,10 +57,13 @@ _CONVERTERS: dict[Any, Converter] = {}
 
 def converter(hint: Any) -> Converter:
     """The cached converter of a type hint."""
+    # Unions compare equal whatever their order (int | float == float | int), but the
+    # order decides which member is tried first: a generic hint is keyed by its repr too.
+    key = hint if type(hint) is type else (hint, repr(hint))
     try:
-        return _CONVERTERS[hint]
+        return _CONVERTERS[key]
     except KeyError:
-        conv = _CONVERTERS[hint] = _compile(hint)
+        conv = _CONVERTERS[key] = _compile(hint)
         return conv
     except TypeError:  # an unhashable hint (Annotated with a dict, say): not cached
         return _compile(hint)

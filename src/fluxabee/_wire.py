@@ -35,7 +35,6 @@ from ._schema import (
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _F32 = struct.Struct(">Bf")
-_NIL = b"\xc0"
 
 
 class NeedsWalk(Exception):
@@ -154,11 +153,6 @@ class _Walker:
         kind = plan[0]
         if plan is F32:
             self.float32(value)
-        elif kind == "opt":
-            if value is None:
-                self.out.append(_NIL)
-            else:
-                self.value(value, plan[1])
         elif kind == "list" and isinstance(value, (list, tuple, set, frozenset)):
             self.items(value, plan[1])
         elif kind == "tuple" and isinstance(value, (list, tuple)) and len(value) == len(plan[1]):

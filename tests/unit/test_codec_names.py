@@ -38,6 +38,8 @@ def f32(x: float) -> bytes:
         ("total_2", "Total2"),
         ("Name", "Name"),
         ("already_Camel", "AlreadyCamel"),
+        ("order_ID", "OrderID"),
+        ("xmlHttp", "XmlHttp"),
     ],
 )
 def test_go_name_makes_the_exported_name(name: str, go: str) -> None:
@@ -220,6 +222,33 @@ def test_float32_in_pydantic_models_nested_too() -> None:
     raw = encode_body(model)
     assert raw == b"\x82\xa6points\x91" + point + b"\xa5first" + point
     assert unserialize(decode_body(raw or b""), ShapeModel) == model
+
+
+@wire_names(go_name)
+@dataclasses.dataclass
+class Reading:
+    ratio_x: F32
+
+
+class Holder(pydantic.BaseModel):
+    reading: Reading
+    readings: list[Reading]
+
+
+def test_float32_in_a_dataclass_inside_a_pydantic_model() -> None:
+    # pydantic dumps a nested dataclass by its Python names (and validates it so)
+    reading = b"\x81\xa7ratio_x" + f32(0.5)
+    model = Holder(reading=Reading(0.5), readings=[Reading(0.5)])
+    raw = encode_body(model)
+    assert raw == b"\x82\xa7reading" + reading + b"\xa8readings\x91" + reading
+    assert unserialize(decode_body(raw or b""), Holder) == model
+
+
+def test_float32_fields_decode_as_checked_floats() -> None:
+    back = unserialize({"x": 2, "y": 1}, Point)
+    assert back == Point(2.0, 1.0) and type(back.x) is float
+    with pytest.raises(DecodeError, match=r"into Point at x: expected float"):
+        unserialize({"x": "2", "y": 1}, Point)
 
 
 def test_float32_rounds_like_go_and_refuses_what_float32_cannot_hold() -> None:

@@ -142,6 +142,8 @@ def test_a_timestamp_beyond_datetime_stays_a_timestamp_and_the_body_stays_readab
     assert body["Far"] == msgpack.Timestamp(253402300800, 7)
     assert body["Old"] == msgpack.Timestamp(-62135596801, 0)
     assert body["Now"] == at(5)  # the in-range one is still a datetime
+    late = decode_body(b"\x92" + far + ts64(5, 999_999_999))[1]
+    assert late == at(5, 999_999)  # truncated there too, never rounded up
     assert decode_body(b"\x91" + far) == [msgpack.Timestamp(253402300800, 7)]
     assert decode_body(b"\x81" + far + b"\x01") == {msgpack.Timestamp(253402300800, 7): 1}
 

@@ -138,6 +138,26 @@ def test_a_value_of_the_wrong_shape_names_its_path(change: Any, where: str) -> N
         unserialize(body, Order)
 
 
+def test_a_union_tries_its_members_in_the_order_written() -> None:
+    @dataclasses.dataclass
+    class A:
+        v: int = 0
+
+    @dataclasses.dataclass
+    class B:
+        v: int = 0
+
+    assert type(unserialize({"v": 1}, A | B)) is A
+    assert type(unserialize({"v": 1}, B | A)) is B  # equal to A | B, yet tried B first
+    assert type(unserialize([{"v": 1}], list[B | A])[0]) is B
+
+
+def test_a_literal_checks_the_type_too() -> None:
+    assert unserialize(1, Literal[1, "a"]) == 1
+    with pytest.raises(DecodeError, match="expected one of"):
+        unserialize(True, Literal[1])
+
+
 def test_plain_type_mismatches() -> None:
     for value, cls in [(True, int), ("1", int), (1, bool), (1.5, int), (None, str), (b"x", str)]:
         with pytest.raises(DecodeError):
