@@ -117,7 +117,7 @@ def explain(body: Any, pack: Callable[[Any], bytes]) -> EncodeFailure | None:
         _Walker([], pack, deep=True).value(body, None)
     except EncodeFailure as failure:
         return failure
-    except RecursionError:
+    except Exception:  # RecursionError on a cycle, a property that raises, ...: no path
         return None
     return None
 
@@ -180,7 +180,10 @@ class _Walker:
         elif is_model_class(cls):
             schema = _schema_of(cls)
             dumped = value.model_dump(mode="python", by_alias=True)
-            self.mapping(dumped, lambda key: _field_plan(schema.by_key, key), schema.by_key)
+            if isinstance(dumped, Mapping):
+                self.mapping(dumped, lambda key: _field_plan(schema.by_key, key), schema.by_key)
+            else:  # a RootModel dumps its root
+                self.value(dumped, _field_plan(schema.by_key, "root"))
         elif isinstance(value, Mapping):
             self.mapping(value, lambda _key: None)
         elif isinstance(value, (list, tuple, set, frozenset)):

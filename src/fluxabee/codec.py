@@ -62,7 +62,7 @@ def encode_body(body: Any) -> bytes | None:
         return packed
     except NeedsWalk:
         pass
-    except (TypeError, ValueError, OverflowError) as exc:
+    except Exception as exc:  # TypeError, OverflowError, ..., or raised by a model or property
         _local.packer = _new_packer()  # never reuse a packer that failed part-way
         raise _serialization_error(body, explain(body, _local.packer.pack), exc) from exc
     try:
@@ -70,7 +70,7 @@ def encode_body(body: Any) -> bytes | None:
     except EncodeFailure as failure:
         _local.packer = _new_packer()
         raise _serialization_error(body, failure, failure) from None
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+    except Exception as exc:
         _local.packer = _new_packer()
         raise _serialization_error(body, None, exc) from exc
 

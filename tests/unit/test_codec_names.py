@@ -244,6 +244,15 @@ def test_float32_in_a_dataclass_inside_a_pydantic_model() -> None:
     assert unserialize(decode_body(raw or b""), Holder) == model
 
 
+class Ratios(pydantic.RootModel[list[F32]]):
+    pass
+
+
+def test_float32_in_a_pydantic_root_model() -> None:
+    assert encode_body(Ratios([1.5])) == b"\x91" + f32(1.5)
+    assert unserialize([1.5], Ratios) == Ratios([1.5])
+
+
 def test_float32_fields_decode_as_checked_floats() -> None:
     back = unserialize({"x": 2, "y": 1}, Point)
     assert back == Point(2.0, 1.0) and type(back.x) is float

@@ -291,6 +291,20 @@ def test_a_pydantic_path_uses_python_names() -> None:
         encode_body(model)
 
 
+def test_errors_raised_while_reading_a_body_are_serialization_errors() -> None:
+    @dataclasses.dataclass
+    class Unset:
+        a: int
+        b: int = dataclasses.field(init=False)  # never set
+
+    with pytest.raises(SerializationError, match="has no attribute 'b'"):
+        encode_body(Unset(1))
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(SerializationError, match="recursion"):
+        encode_body(cycle)
+
+
 def test_the_packer_still_works_after_an_error() -> None:
     with pytest.raises(SerializationError):
         encode_body([1, object()])
