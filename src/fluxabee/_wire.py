@@ -24,6 +24,7 @@ import msgpack
 from ._schema import (
     _SCHEMAS,
     F32,
+    WALK_CLASSES,
     ClassSchema,
     FieldSchema,
     Plan,
@@ -33,7 +34,6 @@ from ._schema import (
 )
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _F32 = struct.Struct(">Bf")
 
 
@@ -142,7 +142,7 @@ class _Walker:
 
     def value(self, value: Any, plan: Plan) -> None:
         if plan is None:
-            if self.deep and _is_composite(value):
+            if type(value) in WALK_CLASSES or (self.deep and _is_composite(value)):
                 self.struct_or_container(value)
                 return
             try:
@@ -173,10 +173,22 @@ class _Walker:
         cls = type(value)
         if dataclasses.is_dataclass(cls) and not isinstance(value, type):
             schema = _schema_of(cls)
-            self.out.append(_map_header(len(schema.fields)))
+            out, pack, deep = self.out, self.pack, self.deep
+            out.append(_map_header(len(schema.fields)))
             for f in schema.fields:
-                self.out.append(f.key)
-                self.at("." + f.name, getattr(value, f.name), f.plan)
+                out.append(f.key)
+                item, plan = getattr(value, f.name), f.plan
+                if not deep:  # the common cases inline; anything odd takes the full path
+                    try:
+                        if plan is None:
+                            out.append(pack(item))
+                            continue
+                        if plan is F32 and type(item) is float:
+                            out.append(_F32.pack(0xCA, item))
+                            continue
+                    except Exception:
+                        pass
+                self.at("." + f.name, item, plan)
         elif is_model_class(cls):
             schema = _schema_of(cls)
             dumped = value.model_dump(mode="python", by_alias=True)

@@ -27,6 +27,7 @@ import msgpack
 
 from . import _typed
 from ._constants import BODY_FIELD
+from ._schema import WALK_CLASSES
 from ._wire import EncodeFailure, NeedsWalk, default, explain, walk_pack
 from .errors import DecodeError, SerializationError
 
@@ -57,14 +58,16 @@ def encode_body(body: Any) -> bytes | None:
     packer = getattr(_local, "packer", None)
     if packer is None:
         packer = _local.packer = _new_packer()
-    try:
-        packed: bytes = packer.pack(body)
-        return packed
-    except NeedsWalk:
-        pass
-    except Exception as exc:  # TypeError, OverflowError, ..., or raised by a model or property
-        _local.packer = _new_packer()  # never reuse a packer that failed part-way
-        raise _serialization_error(body, explain(body, _local.packer.pack), exc) from exc
+    cls = type(body)
+    if cls is dict or cls not in WALK_CLASSES:  # one identity test for the common body
+        try:
+            packed: bytes = packer.pack(body)
+            return packed
+        except NeedsWalk:  # a float32 class met inside the body
+            pass
+        except Exception as exc:  # TypeError, OverflowError, ..., or from a model or property
+            _local.packer = _new_packer()  # never reuse a packer that failed part-way
+            raise _serialization_error(body, explain(body, _local.packer.pack), exc) from exc
     try:
         return walk_pack(body, packer.pack)
     except EncodeFailure as failure:
