@@ -58,8 +58,7 @@ def encode_body(body: Any) -> bytes | None:
     packer = getattr(_local, "packer", None)
     if packer is None:
         packer = _local.packer = _new_packer()
-    cls = type(body)
-    if cls is dict or cls not in WALK_CLASSES:  # one identity test for the common body
+    if not WALK_CLASSES or type(body) not in WALK_CLASSES:  # no float32 class: one test
         try:
             packed: bytes = packer.pack(body)
             return packed
