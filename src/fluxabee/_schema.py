@@ -210,6 +210,9 @@ class ClassSchema:
     walk: bool
     #: Dataclasses only: the object -> ``{wire name: value}`` map the C packer then packs.
     as_dict: Callable[[Any], dict[str, Any]]
+    #: Why the type hints could not be resolved (``None``: they were; every hint is
+    #: ``Any`` otherwise, which encoding tolerates and ``unserialize`` does not).
+    unresolved: str | None = None
 
 
 _SCHEMAS: dict[type, ClassSchema] = {}
@@ -247,7 +250,7 @@ def _build(cls: type) -> ClassSchema:
     stack: set[type] = _building.__dict__.setdefault("stack", set())
     stack.add(cls)
     try:
-        fields = _model_fields(cls) if is_model_class(cls) else _dataclass_fields(cls)
+        fields, unresolved = _model_fields(cls) if is_model_class(cls) else _dataclass_fields(cls)
     finally:
         stack.discard(cls)
     by_key: dict[str, FieldSchema] = {}
@@ -268,18 +271,29 @@ def _build(cls: type) -> ClassSchema:
         by_key=by_key,
         walk=any(f.plan is not None for f in fields),
         as_dict=_dict_maker(fields),
+        unresolved=unresolved,
     )
 
 
-def _resolve_hints(cls: type) -> dict[str, Any]:
+def _resolve_hints(cls: type) -> tuple[dict[str, Any], str | None]:
+    """The class's type hints, or ``({}, why)`` when they cannot be resolved.
+
+    Encoding does without them (every field is then ``Any``) unless an annotation names
+    ``Float32``, which would otherwise go out as float64 without a word; ``unserialize``
+    needs them and reports ``why``.
+    """
     try:
-        return typing.get_type_hints(cls, include_extras=True)
+        return typing.get_type_hints(cls, include_extras=True), None
     except Exception as exc:  # NameError for a forward reference, and friends
-        raise TypeError(f"cannot resolve the type hints of {cls.__name__}: {exc}") from exc
+        why = f"cannot resolve the type hints of {cls.__name__}: {exc}"
+    for f in dataclasses.fields(cls):
+        if "Float32" in (f.type if isinstance(f.type, str) else repr(f.type)):
+            raise TypeError(f"{why} (needed to find its float32 fields)")
+    return {}, why
 
 
-def _dataclass_fields(cls: type) -> tuple[FieldSchema, ...]:
-    hints = _resolve_hints(cls)
+def _dataclass_fields(cls: type) -> tuple[tuple[FieldSchema, ...], str | None]:
+    hints, unresolved = _resolve_hints(cls)
     rule = getattr(cls, _RULE_ATTR, None)
     out = []
     for f in dataclasses.fields(cls):
@@ -295,10 +309,10 @@ def _dataclass_fields(cls: type) -> tuple[FieldSchema, ...]:
         hint = hints.get(f.name, Any)
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         out.append(_field(f.name, wire, hint, f.init, required))
-    return tuple(out)
+    return tuple(out), unresolved
 
 
-def _model_fields(cls: Any) -> tuple[FieldSchema, ...]:
+def _model_fields(cls: Any) -> tuple[tuple[FieldSchema, ...], str | None]:
     out = []
     for name, info in cls.model_fields.items():
         if info.exclude:
@@ -309,7 +323,7 @@ def _model_fields(cls: Any) -> tuple[FieldSchema, ...]:
             params = (hint, *info.metadata)
             hint = Annotated[params]
         out.append(_field(name, wire, hint, True, info.is_required()))
-    return tuple(out)
+    return tuple(out), None
 
 
 def _field(name: str, wire: str, hint: Any, init: bool, required: bool) -> FieldSchema:

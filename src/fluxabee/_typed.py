@@ -349,6 +349,8 @@ def _dataclass_plan(cls: type) -> list[tuple[str, str, Converter, bool]]:
         schema = class_schema(cls)
     except TypeError as exc:
         raise Mismatch(str(exc)) from None
+    if schema.unresolved is not None:
+        raise Mismatch(schema.unresolved)
     return [(f.name, f.wire, converter(f.hint), f.required) for f in schema.fields if f.init]
 
 

@@ -6,12 +6,12 @@ import dataclasses
 import datetime
 import enum
 import typing
-from typing import Any, Literal, NewType, Optional, Union
+from typing import Annotated, Any, Literal, NewType, Optional, Union
 
 import pydantic
 import pytest
 
-from fluxabee import DecodeError, Event, SerializationError
+from fluxabee import DecodeError, Event, Float32, SerializationError
 from fluxabee.codec import decode_body, encode_body, unserialize
 
 UTC = datetime.timezone.utc
@@ -247,8 +247,15 @@ def test_unresolvable_hints_are_named() -> None:
 
     with pytest.raises(DecodeError, match=r"cannot resolve the type hints of .*Dangling"):
         unserialize({"a": 1}, Dangling)
-    with pytest.raises(SerializationError, match="cannot resolve the type hints"):
-        encode_body(Dangling(1))
+    assert encode_body(Dangling(1)) == b"\x81\xa1a\x01"  # encoding needs no hints
+
+    @dataclasses.dataclass
+    class DanglingF32:
+        a: Annotated[float, Float32]
+        b: NotDefinedAnywhere  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(SerializationError, match="needed to find its float32 fields"):
+        encode_body(DanglingF32(1.0, 2))
 
 
 # --- serialization errors say what and where --------------------------------------------
