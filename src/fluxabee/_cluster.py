@@ -95,8 +95,8 @@ def parse_shards(reply: Any, *, tls: bool = False) -> list[tuple[int, int, Addre
         host = _text(master.get("endpoint") or master.get("ip") or b"")
         if host in ("", "?"):
             host = _text(master.get("ip", b"127.0.0.1"))
-        port = master.get("tls-port") if tls and master.get("tls-port") else master.get("port")
-        address = Address(host, int(port))
+        port: Any = master.get("tls-port") if tls else None
+        address = Address(host, int(port or master.get("port", 0)))
         ranges += [(slots[i], slots[i + 1], address) for i in range(0, len(slots) - 1, 2)]
     return ranges
 
