@@ -34,7 +34,7 @@ from .errors import DecodeError, SerializationError
 T = TypeVar("T")
 
 #: ``s`` as bytes.
-BODY_FIELD_B = _BODY_FIELD_B = BODY_FIELD.encode()
+_BODY_FIELD_B = BODY_FIELD.encode()
 
 _local = threading.local()
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
