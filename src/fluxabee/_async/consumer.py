@@ -22,7 +22,7 @@ from .._machine import ConsumerMachine
 from .._policy import RetryPolicy
 from ..errors import ClosedError
 from ..event import AsyncEvent
-from .client import AsyncPoolClient
+from .client import AsyncCommands
 from .lock import AsyncLock
 
 logger = logging.getLogger("fluxabee")
@@ -40,7 +40,7 @@ class AsyncDriver:
     """Runs a machine's flows: each Send on the client, each Hand on the handler, each
     Pause on the stop flag; a failure is thrown back into the flow, which decides."""
 
-    def __init__(self, client: AsyncPoolClient, stop: AsyncFlag) -> None:
+    def __init__(self, client: AsyncCommands, stop: AsyncFlag) -> None:
         self._client = client
         self._stop = stop
         self.machine: ConsumerMachine | None = None
@@ -93,7 +93,7 @@ class AsyncConsumer:
     def __init__(
         self,
         *,
-        client: AsyncPoolClient,
+        client: AsyncCommands,
         stream: str,
         group: str,
         name: str,

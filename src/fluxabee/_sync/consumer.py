@@ -23,7 +23,7 @@ from .._machine import ConsumerMachine
 from .._policy import RetryPolicy
 from ..errors import ClosedError
 from ..event import SyncEvent
-from .client import PoolClient
+from .client import Commands
 from .lock import Lock
 
 logger = logging.getLogger("fluxabee")
@@ -41,7 +41,7 @@ class Driver:
     """Runs a machine's flows: each Send on the client, each Hand on the handler, each
     Pause on the stop flag; a failure is thrown back into the flow, which decides."""
 
-    def __init__(self, client: PoolClient, stop: SyncFlag) -> None:
+    def __init__(self, client: Commands, stop: SyncFlag) -> None:
         self._client = client
         self._stop = stop
         self.machine: ConsumerMachine | None = None
@@ -94,7 +94,7 @@ class Consumer:
     def __init__(
         self,
         *,
-        client: PoolClient,
+        client: Commands,
         stream: str,
         group: str,
         name: str,
