@@ -100,6 +100,8 @@ class Flush:
                 self.rejected.append(index)
             elif isinstance(reply, BrokerConnectionError):  # LOADING, READONLY, ...
                 self._failure = self._failure or reply
+            elif isinstance(reply, RedisReplyError):
+                self._reply_error = self._reply_error or reply.naming("XADD")
             elif isinstance(reply, FluxabeeError):
                 self._reply_error = self._reply_error or reply
         if isinstance(failure, BrokerConnectionError) and self._failure is None:

@@ -367,7 +367,6 @@ class Config:
                     uri=seeds[0].raw if isinstance(redis, str) else [p.raw for p in seeds],
                     streams=streams,
                     cluster=cluster,
-                    sentinels=settings.get("sentinels", ()),
                     **extra,
                 )
             except ConfigError as exc:  # name the YAML key, not the Python field

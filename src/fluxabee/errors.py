@@ -178,6 +178,12 @@ class RedisReplyError(FluxabeeError):
         #: The command that got the error reply (``""`` when unknown).
         self.command = command
 
+    def naming(self, command: str) -> RedisReplyError:
+        """This error, naming ``command`` (itself when it already names one)."""
+        if self.command:
+            return self
+        return type(self)(str(self), command)
+
 
 class WrongTypeError(RedisReplyError):
     """A key of another type stands where a stream should be; it is never overwritten."""

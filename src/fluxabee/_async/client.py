@@ -307,8 +307,8 @@ class AsyncPoolClient:
                     reply = replies[index] = again[0]
                 if not isinstance(reply, RedisReplyError):
                     self._scripts.add(command.script.sha)
-            if isinstance(reply, RedisReplyError) and not reply.command:
-                replies[index] = _named(reply, command)
+            if isinstance(reply, RedisReplyError):
+                replies[index] = reply.naming(_name(command))
         return replies
 
     def _pack(self, command: Command | ScriptCall) -> bytes:
@@ -369,11 +369,8 @@ class AsyncPoolClient:
             conn.abort()
 
 
-def _named(reply: RedisReplyError, command: Command | ScriptCall) -> RedisReplyError:
-    """The same error, naming the command that got it."""
-    name = (
-        f"EVALSHA {command.script.name}"
-        if isinstance(command, ScriptCall)
-        else command_name(command)
-    )
-    return type(reply)(str(reply), name)
+def _name(command: Command | ScriptCall) -> str:
+    """The name of a command for messages (``EVALSHA <script>`` for a script call)."""
+    if isinstance(command, ScriptCall):
+        return f"EVALSHA {command.script.name}"
+    return command_name(command)

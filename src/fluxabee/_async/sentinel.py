@@ -15,7 +15,13 @@ from .._backends import AsyncBackend, AsyncNetworkBackend
 from .._connparams import ConnParams, conn_params
 from .._constants import DEFAULT_SOCKET_TIMEOUT
 from ..config import RedisPool
-from ..errors import BrokerConnectionError, RedisReplyError, RedisUnavailableError
+from ..errors import (
+    BrokerAuthenticationError,
+    BrokerConnectionError,
+    PermissionDeniedError,
+    RedisReplyError,
+    RedisUnavailableError,
+)
 from .client import AsyncConnection, AsyncPoolClient
 
 
@@ -58,6 +64,8 @@ class AsyncSentinelClient(AsyncPoolClient):
                     reply = await self._ask(
                         sentinel, [b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", self._master_name]
                     )
+                except (BrokerAuthenticationError, PermissionDeniedError):
+                    raise  # a wrong sentinel password or ACL needs a human, not another try
                 except (BrokerConnectionError, RedisReplyError) as exc:
                     failures.append(exc)
                     continue
@@ -75,6 +83,8 @@ class AsyncSentinelClient(AsyncPoolClient):
                 )
                 try:
                     role = await self._ask(candidate, [b"ROLE"])
+                except (BrokerAuthenticationError, PermissionDeniedError):
+                    raise
                 except (BrokerConnectionError, RedisReplyError) as exc:
                     failures.append(exc)
                     continue

@@ -249,6 +249,8 @@ class EventBroker:
         reply = (client.execute_packed(item.packed, 1))[0]
         if is_bulk_length_error(reply):
             client.forget_bulk_limit()
+        if isinstance(reply, RedisReplyError):
+            raise reply.naming("XADD")
         if not isinstance(reply, bytes):
             raise reply
         return reply.decode()

@@ -16,7 +16,13 @@ from .._backends import SyncBackend, SyncNetworkBackend
 from .._connparams import ConnParams, conn_params
 from .._constants import DEFAULT_SOCKET_TIMEOUT
 from ..config import RedisPool
-from ..errors import BrokerConnectionError, RedisReplyError, RedisUnavailableError
+from ..errors import (
+    BrokerAuthenticationError,
+    BrokerConnectionError,
+    PermissionDeniedError,
+    RedisReplyError,
+    RedisUnavailableError,
+)
 from .client import Connection, PoolClient
 
 
@@ -59,6 +65,8 @@ class SentinelClient(PoolClient):
                     reply = self._ask(
                         sentinel, [b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", self._master_name]
                     )
+                except (BrokerAuthenticationError, PermissionDeniedError):
+                    raise  # a wrong sentinel password or ACL needs a human, not another try
                 except (BrokerConnectionError, RedisReplyError) as exc:
                     failures.append(exc)
                     continue
@@ -76,6 +84,8 @@ class SentinelClient(PoolClient):
                 )
                 try:
                     role = self._ask(candidate, [b"ROLE"])
+                except (BrokerAuthenticationError, PermissionDeniedError):
+                    raise
                 except (BrokerConnectionError, RedisReplyError) as exc:
                     failures.append(exc)
                     continue
