@@ -19,6 +19,7 @@ from fluxabee import (
     Config,
     ConsumerLockedError,
     Engine,
+    PartialFlushError,
     RedisPool,
     ReplicationError,
     RetryPolicy,
@@ -168,6 +169,28 @@ def test_flush_waits_for_replicas_when_asked(cluster: ClusterServer) -> None:
     assert info.value.wanted == 1 and info.value.acknowledged == 0
     assert None not in info.value.ids  # they landed on their masters
     assert broker.buffered == 0
+
+
+def test_a_master_down_part_way_leaves_exactly_its_events_buffered(
+    cluster: ClusterServer,
+) -> None:
+    streams = spread(cluster, 3)
+    down = cluster.master_for_slot(key_slot(streams[1]))
+    with Engine(cluster_config(cluster, streams, seeds=3)) as engine:
+        broker = engine.new_context().event_broker()
+        broker.publish_now(streams[1], "warm")  # the map is known, the node reachable
+        for i in range(9):
+            broker.publish(streams[i % 3], i)
+        cluster.kill(down)
+        try:
+            with pytest.raises(PartialFlushError) as info:
+                broker.flush()
+            ids = info.value.ids
+            assert [i is None for i in ids] == [n % 3 == 1 for n in range(9)]
+            assert broker.buffered == 3  # exactly the dead master's events
+        finally:
+            cluster.restart(down)
+        assert len(broker.flush()) == 3  # back: sent once, nothing else again
 
 
 # -- resharding with live traffic ------------------------------------------------------------
