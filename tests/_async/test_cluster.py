@@ -6,9 +6,6 @@ The same API as for one server; only the pool differs (``cluster=True``, seed no
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +13,6 @@ import pytest
 from fluxabee import (
     AsyncEngine,
     AsyncEvent,
-    BrokerConnectionError,
     Config,
     ConsumerLockedError,
     PartialFlushError,
@@ -25,6 +21,7 @@ from fluxabee import (
     RetryPolicy,
 )
 from fluxabee._keys import dead_letter_key, key_slot, lock_key
+from tests._async.traffic import Publisher, Steps, wait_for
 from tests.cluster import ClusterServer, Node
 from tests.faulty import AsyncFaultyBackend, FaultPlan
 
@@ -53,14 +50,6 @@ def spread(cluster: ClusterServer, count: int) -> list[str]:
 def cluster_config(cluster: ClusterServer, streams: list[str], *, seeds: int = 1) -> Config:
     uris = [f"127.0.0.1:{n.port}" for n in cluster.masters()[:seeds]]
     return Config(redis_pools=[RedisPool(uri=uris, cluster=True, streams=streams)])
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 async def ignore(events: list[AsyncEvent]) -> None:
@@ -220,7 +209,7 @@ async def test_given_a_slot_resharded_under_traffic_then_publishers_and_consumer
             cluster.finish_migration(slot, target)  # MOVED from now on
             phase["n"] = 2
 
-        mover = _Steps(
+        mover = Steps(
             ("ten handled", lambda: len(handled) >= 10, reshard),
             ("the later events handled", lambda: len(handled) >= 30, finish),
         ).start()
@@ -259,22 +248,9 @@ async def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failov
     victim = cluster.master_for_slot(key_slot(stream))
     async with AsyncEngine(cluster_config(cluster, [stream], seeds=3)) as engine:
         broker = engine.new_context().event_broker()
-        confirmed: list[str] = []
-        failed_flushes = 0
-
-        async def publish(batch: list[Any]) -> None:
-            nonlocal failed_flushes
-            for body in batch:
-                broker.publish(stream, body)
-            while broker.buffered:
-                try:  # a write counts once a replica has it too: it survives the failover
-                    confirmed.extend(await broker.flush(wait_replicas=1, timeout=1.0))
-                except (BrokerConnectionError, ReplicationError) as exc:
-                    failed_flushes += 1
-                    confirmed.extend(i for i in getattr(exc, "ids", []) if i is not None)
-                    time.sleep(0.05)
-
-        await publish(list(range(20)))
+        publisher = Publisher(broker, stream, wait_replicas=1)
+        confirmed = publisher.confirmed
+        await publisher.publish(list(range(20)))
         consumer = broker.consumer_many(stream)
         handled: list[str] = []
         state: dict[str, Node | None] = {"new": None}
@@ -283,13 +259,13 @@ async def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failov
             cluster.kill(victim)
             state["new"] = cluster.wait_failover(victim)
 
-        killer = _Steps(("some events handled", lambda: len(handled) >= 5, fail_over)).start()
+        killer = Steps(("some events handled", lambda: len(handled) >= 5, fail_over)).start()
 
         async def handler(events: list[AsyncEvent]) -> None:
             handled.extend(e.id for e in events)
             if len(handled) >= 5 and len(confirmed) == 20:
                 wait_for("the failover", lambda: state["new"] is not None, timeout=60.0)
-                await publish([f"after-{i}" for i in range(20)])
+                await publisher.publish([f"after-{i}" for i in range(20)])
             if len(confirmed) == 40 and set(confirmed) <= set(handled):
                 consumer.stop()
 
@@ -300,32 +276,6 @@ async def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failov
     lost = set(confirmed) - set(handled)
     duplicates = len(handled) - len(set(handled))
     print(f"failover: confirmed={len(confirmed)} lost={len(lost)} duplicates={duplicates} "
-          f"failed flushes={failed_flushes}")  # fmt: skip
+          f"failed flushes={publisher.failed_flushes}")  # fmt: skip
     assert not lost
     assert state["new"] is not None and state["new"] is not victim
-
-
-class _Steps:
-    """A helper thread: each step waits (polling, bounded) for its condition, then acts."""
-
-    def __init__(self, *steps: tuple[str, Callable[[], bool], Callable[[], object]]) -> None:
-        self._steps = steps
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        try:
-            for what, condition, action in self._steps:
-                wait_for(what, condition, timeout=60.0)
-                action()
-        except BaseException as exc:
-            self._error = exc
-
-    def start(self) -> _Steps:
-        self._thread.start()
-        return self
-
-    def join(self) -> None:
-        self._thread.join(90)
-        if self._error is not None:
-            raise self._error

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +12,10 @@ from fluxabee import (
     AsyncEngine,
     AsyncEvent,
     BrokerAuthenticationError,
-    BrokerConnectionError,
     Config,
     RedisPool,
-    ReplicationError,
 )
+from tests._async.traffic import Publisher, Steps, wait_for
 from tests.sentinel import MASTER_NAME, SentinelServer
 
 
@@ -35,14 +32,6 @@ def sentinel_config(setup: SentinelServer, *, password: str | None = None) -> Co
             )
         ]
     )
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 async def test_the_master_is_found_through_the_sentinels_with_passwords(
@@ -71,47 +60,34 @@ async def test_given_the_master_killed_under_traffic_then_run_rides_out_the_fail
     setup = sentinel_factory()
     async with AsyncEngine(sentinel_config(setup)) as engine:
         broker = engine.new_context().event_broker()
-        confirmed: list[str] = []
-        failed_flushes = 0
-
-        async def publish(batch: list[Any]) -> None:
-            nonlocal failed_flushes
-            for body in batch:
-                broker.publish("s", body)
-            while broker.buffered:
-                try:  # counted once the replica has it too: it survives the failover
-                    confirmed.extend(await broker.flush(wait_replicas=1, timeout=1.0))
-                except (BrokerConnectionError, ReplicationError) as exc:
-                    failed_flushes += 1
-                    confirmed.extend(i for i in getattr(exc, "ids", []) if i is not None)
-                    time.sleep(0.05)
-
-        await publish(list(range(20)))
+        publisher = Publisher(broker, "s", wait_replicas=1)
+        confirmed = publisher.confirmed
+        await publisher.publish(list(range(20)))
         consumer = broker.consumer_many("s")
         handled: list[str] = []
         promoted: list[tuple[str, int]] = []
 
         def fail_over() -> None:
-            wait_for("some events handled", lambda: len(handled) >= 5)
             setup.kill_master()
             promoted.append(setup.wait_failover())
 
-        killer = threading.Thread(target=fail_over, daemon=True)
-        killer.start()
+        killer = Steps(("some events handled", lambda: len(handled) >= 5, fail_over)).start()
 
         async def handler(events: list[AsyncEvent]) -> None:
             handled.extend(e.id for e in events)
             if len(handled) >= 5 and len(confirmed) == 20:
                 wait_for("the failover", lambda: bool(promoted))
-                await publish([f"after-{i}" for i in range(20)])
+                await publisher.publish([f"after-{i}" for i in range(20)])
             if len(confirmed) == 40 and set(confirmed) <= set(handled):
                 consumer.stop()
 
-        await consumer.run(2, 0.2, handler)
-        killer.join(60)
+        try:
+            await consumer.run(2, 0.2, handler)
+        finally:
+            killer.join()
     lost = set(confirmed) - set(handled)
     duplicates = len(handled) - len(set(handled))
     print(f"sentinel failover: confirmed={len(confirmed)} lost={len(lost)} "
-          f"duplicates={duplicates} failed flushes={failed_flushes}")  # fmt: skip
+          f"duplicates={duplicates} failed flushes={publisher.failed_flushes}")  # fmt: skip
     assert not lost
     assert promoted

@@ -7,15 +7,11 @@ The same API as for one server; only the pool differs (``cluster=True``, seed no
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from fluxabee import (
-    BrokerConnectionError,
     Config,
     ConsumerLockedError,
     Engine,
@@ -26,6 +22,7 @@ from fluxabee import (
     SyncEvent,
 )
 from fluxabee._keys import dead_letter_key, key_slot, lock_key
+from tests._sync.traffic import Publisher, Steps, wait_for
 from tests.cluster import ClusterServer, Node
 from tests.faulty import FaultPlan, SyncFaultyBackend
 
@@ -54,14 +51,6 @@ def spread(cluster: ClusterServer, count: int) -> list[str]:
 def cluster_config(cluster: ClusterServer, streams: list[str], *, seeds: int = 1) -> Config:
     uris = [f"127.0.0.1:{n.port}" for n in cluster.masters()[:seeds]]
     return Config(redis_pools=[RedisPool(uri=uris, cluster=True, streams=streams)])
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def ignore(events: list[SyncEvent]) -> None:
@@ -221,7 +210,7 @@ def test_given_a_slot_resharded_under_traffic_then_publishers_and_consumers_foll
             cluster.finish_migration(slot, target)  # MOVED from now on
             phase["n"] = 2
 
-        mover = _Steps(
+        mover = Steps(
             ("ten handled", lambda: len(handled) >= 10, reshard),
             ("the later events handled", lambda: len(handled) >= 30, finish),
         ).start()
@@ -260,22 +249,9 @@ def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failover_and
     victim = cluster.master_for_slot(key_slot(stream))
     with Engine(cluster_config(cluster, [stream], seeds=3)) as engine:
         broker = engine.new_context().event_broker()
-        confirmed: list[str] = []
-        failed_flushes = 0
-
-        def publish(batch: list[Any]) -> None:
-            nonlocal failed_flushes
-            for body in batch:
-                broker.publish(stream, body)
-            while broker.buffered:
-                try:  # a write counts once a replica has it too: it survives the failover
-                    confirmed.extend(broker.flush(wait_replicas=1, timeout=1.0))
-                except (BrokerConnectionError, ReplicationError) as exc:
-                    failed_flushes += 1
-                    confirmed.extend(i for i in getattr(exc, "ids", []) if i is not None)
-                    time.sleep(0.05)
-
-        publish(list(range(20)))
+        publisher = Publisher(broker, stream, wait_replicas=1)
+        confirmed = publisher.confirmed
+        publisher.publish(list(range(20)))
         consumer = broker.consumer_many(stream)
         handled: list[str] = []
         state: dict[str, Node | None] = {"new": None}
@@ -284,13 +260,13 @@ def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failover_and
             cluster.kill(victim)
             state["new"] = cluster.wait_failover(victim)
 
-        killer = _Steps(("some events handled", lambda: len(handled) >= 5, fail_over)).start()
+        killer = Steps(("some events handled", lambda: len(handled) >= 5, fail_over)).start()
 
         def handler(events: list[SyncEvent]) -> None:
             handled.extend(e.id for e in events)
             if len(handled) >= 5 and len(confirmed) == 20:
                 wait_for("the failover", lambda: state["new"] is not None, timeout=60.0)
-                publish([f"after-{i}" for i in range(20)])
+                publisher.publish([f"after-{i}" for i in range(20)])
             if len(confirmed) == 40 and set(confirmed) <= set(handled):
                 consumer.stop()
 
@@ -301,32 +277,6 @@ def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failover_and
     lost = set(confirmed) - set(handled)
     duplicates = len(handled) - len(set(handled))
     print(f"failover: confirmed={len(confirmed)} lost={len(lost)} duplicates={duplicates} "
-          f"failed flushes={failed_flushes}")  # fmt: skip
+          f"failed flushes={publisher.failed_flushes}")  # fmt: skip
     assert not lost
     assert state["new"] is not None and state["new"] is not victim
-
-
-class _Steps:
-    """A helper thread: each step waits (polling, bounded) for its condition, then acts."""
-
-    def __init__(self, *steps: tuple[str, Callable[[], bool], Callable[[], object]]) -> None:
-        self._steps = steps
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        try:
-            for what, condition, action in self._steps:
-                wait_for(what, condition, timeout=60.0)
-                action()
-        except BaseException as exc:
-            self._error = exc
-
-    def start(self) -> _Steps:
-        self._thread.start()
-        return self
-
-    def join(self) -> None:
-        self._thread.join(90)
-        if self._error is not None:
-            raise self._error

@@ -326,10 +326,7 @@ class AsyncPoolClient:
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised. Not resent unless ``retry_safe``."""
-        reply = (await self.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
-        if isinstance(reply, RedisReplyError):
-            raise reply
-        return reply
+        return await call_one(self, command, timeout, retry_safe)
 
     # -- the topology surface: one node serves every slot ---------------------------
 
@@ -367,6 +364,16 @@ class AsyncPoolClient:
             conns, self._open, self._idle = list(self._open), set(), []
         for conn in conns:
             conn.abort()
+
+
+async def call_one(
+    client: AsyncCommands, command: Command | ScriptCall, timeout: float | None, retry_safe: bool
+) -> Any:
+    """Run one command on ``client``; its error reply is raised."""
+    reply = (await client.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
+    if isinstance(reply, RedisReplyError):
+        raise reply
+    return reply
 
 
 def _name(command: Command | ScriptCall) -> str:

@@ -31,7 +31,7 @@ from .._protocol import Command, split_packed
 from .._scripts import ScriptCall
 from ..config import RedisPool
 from ..errors import BrokerConnectionError, RedisReplyError, RedisUnavailableError
-from .client import AsyncPoolClient
+from .client import AsyncPoolClient, call_one
 
 #: Sends commands ``start:`` to a node (asking or not) and appends their replies to ``out``.
 _Send = Callable[[AsyncPoolClient, bool, int, list[Any]], Any]
@@ -237,10 +237,7 @@ class AsyncSlotClient:
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised."""
-        reply = (await self.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
-        if isinstance(reply, RedisReplyError):
-            raise reply
-        return reply
+        return await call_one(self, command, timeout, retry_safe)
 
     async def bulk_limit(self) -> int:
         """The slot's master's ``proto-max-bulk-len``."""

@@ -327,10 +327,7 @@ class PoolClient:
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised. Not resent unless ``retry_safe``."""
-        reply = (self.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
-        if isinstance(reply, RedisReplyError):
-            raise reply
-        return reply
+        return call_one(self, command, timeout, retry_safe)
 
     # -- the topology surface: one node serves every slot ---------------------------
 
@@ -366,6 +363,16 @@ class PoolClient:
             conns, self._open, self._idle = list(self._open), set(), []
         for conn in conns:
             conn.abort()
+
+
+def call_one(
+    client: Commands, command: Command | ScriptCall, timeout: float | None, retry_safe: bool
+) -> Any:
+    """Run one command on ``client``; its error reply is raised."""
+    reply = (client.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
+    if isinstance(reply, RedisReplyError):
+        raise reply
+    return reply
 
 
 def _name(command: Command | ScriptCall) -> str:

@@ -32,7 +32,7 @@ from .._protocol import Command, split_packed
 from .._scripts import ScriptCall
 from ..config import RedisPool
 from ..errors import BrokerConnectionError, RedisReplyError, RedisUnavailableError
-from .client import PoolClient
+from .client import PoolClient, call_one
 
 #: Sends commands ``start:`` to a node (asking or not) and appends their replies to ``out``.
 _Send = Callable[[PoolClient, bool, int, list[Any]], Any]
@@ -238,10 +238,7 @@ class SlotClient:
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised."""
-        reply = (self.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
-        if isinstance(reply, RedisReplyError):
-            raise reply
-        return reply
+        return call_one(self, command, timeout, retry_safe)
 
     def bulk_limit(self) -> int:
         """The slot's master's ``proto-max-bulk-len``."""
