@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from fluxabee import (
     BrokerAuthenticationError,
+    BrokerConnectionError,
     Config,
     Engine,
     RedisPool,
@@ -92,3 +94,41 @@ def test_given_the_master_killed_under_traffic_then_run_rides_out_the_failover_a
           f"duplicates={duplicates} failed flushes={publisher.failed_flushes}")  # fmt: skip
     assert not lost
     assert promoted
+
+
+def test_given_a_graceful_failover_then_a_readonly_reply_makes_the_client_ask_the_sentinels_again(  # noqa: E501
+    sentinel_factory: Callable[..., SentinelServer],
+) -> None:
+    setup = sentinel_factory()
+    old = setup.current_master()
+    with Engine(sentinel_config(setup)) as engine:
+        broker = engine.new_context().event_broker()
+        broker.publish("s", "before")  # a pooled connection to the first master
+        broker.flush(wait_replicas=1)  # and on the replica: the failover keeps it
+        admin = setup.sentinel_client()
+        try:
+            admin.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+        finally:
+            admin.close()
+        wait_for("the old master to be a replica", lambda: _role(setup, old) == "slave")
+        broker.publish("s", "after")
+        with pytest.raises(BrokerConnectionError):  # READONLY from the demoted node: kept
+            broker.flush()
+        assert broker.buffered == 1
+        assert len(broker.flush()) == 1  # the sentinels were asked again
+    client = setup.client(setup.current_master())
+    try:
+        assert client.xlen("s") == 2
+    finally:
+        client.close()
+
+
+def _role(setup: SentinelServer, server: Any) -> str:
+    """The node's ROLE; ``""`` while it drops its clients to switch roles."""
+    client = setup.client(server)
+    try:
+        return str(client.execute_command("ROLE")[0])
+    except redis.exceptions.ConnectionError:
+        return ""
+    finally:
+        client.close()
