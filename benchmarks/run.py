@@ -23,7 +23,7 @@ from typing import Any
 
 import fluxabee
 
-from . import baselines, fanout_cases, fluxabee_cases
+from . import baselines, cluster_cases, fanout_cases, fluxabee_cases
 from ._bodies import SIZES
 from ._report import Case, Result, measure
 from ._server import flush, run_server
@@ -88,7 +88,7 @@ def _section(
 
 
 #: The sections of a run, in order (``--sections`` picks some).
-SECTIONS = ("latency", "publish", "consume", "retention", "fanout", "peers", "payload")
+SECTIONS = ("latency", "publish", "consume", "retention", "fanout", "peers", "payload", "cluster")
 
 
 def _fanout_section(
@@ -176,6 +176,7 @@ def main(argv: list[str]) -> int:
         "--peer-n", type=int, default=5_000, help="events per peer run (peers are slow)"
     )
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--skip-cluster", action="store_true", help="no 3-master cluster run")
     parser.add_argument(
         "--sections", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}"
     )
@@ -185,6 +186,8 @@ def main(argv: list[str]) -> int:
     chosen = set(args.sections.split(","))
     if args.skip_peers:
         chosen.discard("peers")
+    if args.skip_cluster:
+        chosen.discard("cluster")
     report: dict[str, Any] = {"machine": _machine(), "n": n, "runs": runs}
     lines: list[str] = []
     with run_server() as url:
@@ -226,6 +229,8 @@ def main(argv: list[str]) -> int:
             _peers_section(url, args.peer_n, runs, report, lines)
         if "payload" in chosen:
             _payload_sections(url, n, runs, report, lines)
+    if "cluster" in chosen:
+        _cluster_sections(n, runs, report, lines)
     machine = report["machine"]
     header = (
         f"Measured {machine['date']} on {machine['platform']}, {machine['cpus']} CPUs, "
@@ -372,6 +377,32 @@ def _payload_sections(
             report,
             lines,
         )
+
+
+def _cluster_sections(n: int, runs: int, report: dict[str, Any], lines: list[str]) -> None:
+    """Publish and consume over six streams: one server beside a 3-master cluster."""
+    with run_server() as single, cluster_cases.run_cluster() as seed:
+        for what in ("publish", "consume"):
+            cases: dict[str, tuple[Case, str | None]] = {}
+            for api in ("sync", "async"):
+                func = getattr(cluster_cases, f"{what}_{api}")
+                cases[f"single_{api}"] = (
+                    lambda _u, k, f=func: f(single, k, cluster=False),
+                    None,
+                )
+                cases[f"cluster_{api}"] = (
+                    lambda _u, k, f=func: f(seed, k, cluster=True),
+                    f"single_{api}",
+                )
+            _section(
+                f"{what} over 6 streams: one server and a 3-master cluster (same machine)",
+                single,
+                n,
+                runs,
+                cases,
+                report,
+                lines,
+            )
 
 
 def _bind(func: Callable[..., float], count: int) -> Case:

@@ -12,6 +12,7 @@ from ._async.engine import AsyncContext, AsyncEngine
 from ._backends import AsyncNetworkBackend, AsyncStream, SyncNetworkBackend, SyncStream
 from ._localserver import LocalServer, ServerBinary, ServerTLS, find_server_binary, server_binaries
 from ._policy import RetryPolicy
+from ._schema import Float32, go_name, wire_names
 from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
 from ._sync.consumer import Consumer, Handler
@@ -33,6 +34,7 @@ from .errors import (
     PermissionDeniedError,
     RedisReplyError,
     RedisUnavailableError,
+    ReplicationError,
     SerializationError,
     ServerNotFoundError,
     UnknownGroupError,
@@ -68,6 +70,7 @@ __all__ = [
     "Event",
     "EventBroker",
     "EventTooLargeError",
+    "Float32",
     "FluxabeeError",
     "GroupStatistics",
     "Handler",
@@ -80,6 +83,7 @@ __all__ = [
     "RedisPool",
     "RedisReplyError",
     "RedisUnavailableError",
+    "ReplicationError",
     "RetryPolicy",
     "SerializationError",
     "ServerBinary",
@@ -96,5 +100,7 @@ __all__ = [
     "WrongTypeError",
     "__version__",
     "find_server_binary",
+    "go_name",
     "server_binaries",
+    "wire_names",
 ]

@@ -23,7 +23,7 @@ from .._policy import RetryPolicy
 from .._streamconfig import Stream
 from ..errors import ClosedError
 from ..event import AsyncEvent
-from .client import AsyncPoolClient
+from .client import AsyncCommands
 from .lock import AsyncLock
 
 logger = logging.getLogger("fluxabee")
@@ -42,7 +42,7 @@ class AsyncDriver:
     Pause on the stop flag, each Probe on the client's feature cache; a failure is thrown
     back into the flow, which decides."""
 
-    def __init__(self, client: AsyncPoolClient, stop: AsyncFlag) -> None:
+    def __init__(self, client: AsyncCommands, stop: AsyncFlag) -> None:
         self._client = client
         self._stop = stop
         self.machine: ConsumerMachine | None = None
@@ -98,7 +98,7 @@ class AsyncConsumer:
     def __init__(
         self,
         *,
-        client: AsyncPoolClient,
+        client: AsyncCommands,
         stream: str,
         group: str,
         name: str,

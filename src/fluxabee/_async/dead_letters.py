@@ -12,11 +12,11 @@ from .._streamconfig import Stream
 from ..codec import split_fields
 from ..errors import RedisReplyError
 from ..event import AsyncDeadLetter, AsyncEvent, DeadLetter, Event
-from .client import AsyncPoolClient
+from .client import AsyncCommands
 
 
 async def read_dead_letters(
-    client: AsyncPoolClient, stream: str, count: int
+    client: AsyncCommands, stream: str, count: int
 ) -> list[AsyncDeadLetter]:
     """The oldest ``count`` dead letters of ``stream``."""
     key = dead_letter_key(stream)
@@ -44,7 +44,7 @@ async def read_dead_letters(
 
 
 async def replay_dead_letters(
-    client: AsyncPoolClient, settings: Stream, group: str | None = None
+    client: AsyncCommands, settings: Stream, group: str | None = None
 ) -> int:
     """Move the dead letters (of ``group``, or all) back to the stream (XADD first, then
     XDEL), each for the group it failed in (:func:`~fluxabee._retention.replay_fields`);

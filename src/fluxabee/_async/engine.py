@@ -15,7 +15,7 @@ from types import TracebackType
 from .._backends import AsyncBackend, AsyncNetworkBackend
 from ..config import Config
 from .broker import AsyncEventBroker
-from .client import AsyncClients
+from .clients import AsyncClients
 
 logger = logging.getLogger("fluxabee")
 

@@ -24,7 +24,7 @@ from .._policy import RetryPolicy
 from .._streamconfig import Stream
 from ..errors import ClosedError
 from ..event import SyncEvent
-from .client import PoolClient
+from .client import Commands
 from .lock import Lock
 
 logger = logging.getLogger("fluxabee")
@@ -43,7 +43,7 @@ class Driver:
     Pause on the stop flag, each Probe on the client's feature cache; a failure is thrown
     back into the flow, which decides."""
 
-    def __init__(self, client: PoolClient, stop: SyncFlag) -> None:
+    def __init__(self, client: Commands, stop: SyncFlag) -> None:
         self._client = client
         self._stop = stop
         self.machine: ConsumerMachine | None = None
@@ -99,7 +99,7 @@ class Consumer:
     def __init__(
         self,
         *,
-        client: PoolClient,
+        client: Commands,
         stream: str,
         group: str,
         name: str,

@@ -13,10 +13,10 @@ from .._streamconfig import Stream
 from ..codec import split_fields
 from ..errors import RedisReplyError
 from ..event import DeadLetter, Event, SyncDeadLetter, SyncEvent
-from .client import PoolClient
+from .client import Commands
 
 
-def read_dead_letters(client: PoolClient, stream: str, count: int) -> list[SyncDeadLetter]:
+def read_dead_letters(client: Commands, stream: str, count: int) -> list[SyncDeadLetter]:
     """The oldest ``count`` dead letters of ``stream``."""
     key = dead_letter_key(stream)
     raw = client.call([b"XRANGE", key, b"-", b"+", b"COUNT", count], retry_safe=True)
@@ -42,7 +42,7 @@ def read_dead_letters(client: PoolClient, stream: str, count: int) -> list[SyncD
     return letters
 
 
-def replay_dead_letters(client: PoolClient, settings: Stream, group: str | None = None) -> int:
+def replay_dead_letters(client: Commands, settings: Stream, group: str | None = None) -> int:
     """Move the dead letters (of ``group``, or all) back to the stream (XADD first, then
     XDEL), each for the group it failed in (:func:`~fluxabee._retention.replay_fields`);
     how many."""

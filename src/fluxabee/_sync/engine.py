@@ -16,7 +16,7 @@ from types import TracebackType
 from .._backends import SyncBackend, SyncNetworkBackend
 from ..config import Config
 from .broker import EventBroker
-from .client import Clients
+from .clients import Clients
 
 logger = logging.getLogger("fluxabee")
 
