@@ -4,7 +4,8 @@
 Each scenario runs on Redis 6.2, 7.0, 8.2 and Valkey 9.1 (``matrix_url``): what differs is
 what the server has (XACKDEL on 8.2; lag on 7+), which the tests ask the server itself,
 never its version. A :class:`~tests.retention.RetentionChecker` watches every stream: no
-entry may leave it before every declared group handled (or dead-lettered) it.
+entry may leave it before every declared group handled (or dead-lettered) it. The last
+scenario runs on a 3-master Redis Cluster: every command of a stream stays in its slot.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from fluxabee import (
     Stream,
     SyncEvent,
 )
+from fluxabee._keys import key_slot
+from tests.cluster import ClusterServer
 from tests.helpers import SyncHelpers
 from tests.retention import RetentionChecker
 
@@ -316,3 +319,54 @@ def test_consumer_single_holds_one_lock_per_stream_and_group(
     assert rclient.exists("{orders}:lock:billing", "{orders}:lock:search") == 0
     broker.trim("orders")
     assert rclient.xlen("orders") == 0
+
+
+# -- the same on a Redis Cluster -----------------------------------------------------------
+
+
+def spread(cluster: ClusterServer, count: int) -> list[str]:
+    """Stream names whose slots ``count`` different masters serve."""
+    names: list[str] = []
+    owners: set[int] = set()
+    for i in range(1000):
+        name = f"orders-{i}"
+        owner = cluster.master_for_slot(key_slot(name)).port
+        if owner not in owners:
+            owners.add(owner)
+            names.append(name)
+            if len(names) == count:
+                break
+    return names
+
+
+def test_fan_out_on_a_cluster_keeps_every_command_in_the_streams_slot(
+    cluster: ClusterServer,
+) -> None:
+    streams = spread(cluster, 2)  # on two different masters
+    settings = [Stream(name, groups=["billing", "search"]) for name in streams]
+    seeds = [f"127.0.0.1:{n.port}" for n in cluster.masters()[:1]]
+    config = Config(redis_pools=[RedisPool(uri=seeds, cluster=True, streams=settings)])
+    with Engine(config) as engine:
+        broker = engine.new_context().event_broker()
+        for i in range(20):
+            broker.publish(streams[i % 2], i)
+        ids = broker.flush()
+        for index, stream in enumerate(streams):
+            node = cluster.master_for_slot(key_slot(stream))
+            client = redis.Redis(host="127.0.0.1", port=node.port)
+            checker = RetentionChecker(client, stream, ("billing", "search"))
+            checker.add(ids[index::2])
+            single = broker.consumer_single(stream, group="search")  # a lock in the slot
+            assert drain(broker, "billing", checker) == 10
+            assert client.xlen(stream) == 10
+
+            def handler(events: list[SyncEvent], checker: RetentionChecker = checker) -> None:
+                checker.check()
+                checker.done("search", events)
+
+            assert single.consume(100, 0, handler) == 10
+            single.cleanup()
+            broker.trim(stream)
+            assert client.xlen(stream) == 0
+            checker.complete()
+            client.close()
