@@ -28,9 +28,8 @@ The rules, each in one place:
   lock, and hands over only while its lease is valid on the injected clock.
 - **Outages** are waited out with capped, jittered backoff, logged once when they start and
   once when they end; a vanished stream or group is recreated.
-- **Fan-out and retention** (:mod:`fluxabee._retention`): every declared group is created
-  together, acks follow the stream's ack mode, trims run at a bounded rate, and an entry
-  replayed for another group is acked without a hand-over.
+- **Fan-out and retention** (:mod:`fluxabee._retention`): all declared groups are created
+  at once, acks follow the stream's ack mode, and trims run at a bounded rate.
 """
 
 from __future__ import annotations
@@ -178,8 +177,7 @@ class ConsumerMachine:
         self.group_ready = True
 
     def read(self, count: int, block_ms: int) -> Flow[list[Any]]:
-        """Own pending entries first, then new ones, waiting up to ``block_ms``: entries for
-        :meth:`prepare` (:class:`Entry` tuples, or raw reply items of new entries)."""
+        """Own pending entries first, then new ones (raw items), waiting up to ``block_ms``."""
         yield from self.ensure_group()
         try:
             return (yield from self._read_once(count, block_ms))
@@ -305,8 +303,8 @@ class ConsumerMachine:
         return entries, claimed.cursor
 
     def _ack_holes(self, start: str, cursor: str, claimed: set[str]) -> Flow[None]:
-        """Ack the deleted entries Redis 6.2's XAUTOCLAIM claimed without an ID: this
-        consumer's pending IDs of the scanned range that it did not get and XRANGE lacks."""
+        """Ack what Redis 6.2's XAUTOCLAIM claimed as bare nils: own pending IDs of the range
+        that it did not hand back and XRANGE lacks (deleted)."""
         end = "+" if cursor in _CURSOR_END else "(" + cursor
         scan = pending_command(
             self.stream, self.group, self.name, CLAIM_PENDING_SCAN, start=start, end=end
@@ -352,12 +350,9 @@ class ConsumerMachine:
     # -- events, acks and dead letters ---------------------------------------------------
 
     def prepare(self, entries: list[Any]) -> Flow[list[Event[Any]]]:
-        """Entries -> events: deleted ones (and others' replays) acked, exceeded ones dead.
-
-        ``entries`` are :class:`Entry` tuples or raw items of new entries (``[id, fields]``,
-        delivered once), and are used up: each slot is cleared as its event is made, so the
-        reply is freed as the events grow (half the objects alive, far less GC work).
-        """
+        """Entries (:class:`Entry`, or a new read's raw ``[id, fields]``) -> events; used up:
+        each slot is freed as its event is made (far less GC work). Deleted ones and others'
+        replays are acked, exceeded ones dead-lettered."""
         events: list[Event[Any]] = []
         gone: list[str] = []
         dead: list[Event[Any]] = []
@@ -365,10 +360,8 @@ class ConsumerMachine:
         group, groups = self.group, self.settings.groups
         for index, item in enumerate(entries):  # the hot loop of consuming: keep it lean
             entries[index] = None
-            if len(item) == 2:  # a raw item of a read of new entries
-                entry_id, fields, deliveries = item[0].decode(), item[1], 1
-            else:
-                entry_id, fields, deliveries = item
+            raw_item = len(item) == 2  # a read of new entries: delivered once
+            entry_id, fields, deliveries = (item[0].decode(), item[1], 1) if raw_item else item
             if fields is None:
                 gone.append(entry_id)
                 continue
