@@ -10,6 +10,7 @@ next ``flush``. Nothing is ever resent by the library itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +31,14 @@ DEFAULT_BULK_LIMIT = 512 * 1024 * 1024
 
 @dataclass(slots=True)
 class Pending:
-    """One buffered event: its pool, stream, packed XADD and longest field, in bytes."""
+    """One buffered event: its pool, stream, packed XADD and longest field, in bytes (and
+    its meta, kept only when observers listen)."""
 
     pool: str
     stream: str
     packed: bytes
     size: int
+    meta: Mapping[str, str] | None = None
 
 
 def is_bulk_length_error(reply: Any) -> bool:

@@ -23,6 +23,7 @@ from .._constants import (
     SINGLE_CONSUMER_NAME,
 )
 from .._keys import lock_key
+from .._observe import NO_OBSERVERS, Observers
 from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
 from .._policy import RetryPolicy
 from .._protocol import many_consumer_name, pack_xadd, xadd_header
@@ -52,8 +53,9 @@ def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapp
 class AsyncEventBroker:
     """Publishes to and reads from the streams of a config. Get it from a context."""
 
-    def __init__(self, clients: AsyncClients) -> None:
+    def __init__(self, clients: AsyncClients, observers: Observers = NO_OBSERVERS) -> None:
         self._clients = clients
+        self._observers = observers
         self._config = clients.config
         self._outbox = Outbox()
         self._flushing = AsyncBackend.new_lock()
@@ -69,9 +71,10 @@ class AsyncEventBroker:
         if target is None:
             pool = self._config.pool_for_stream(stream)
             target = self._targets[stream] = (pool.code, xadd_header(stream))
-        fields = entry_fields(body, meta)
+        observed = self._observers.publishing(stream, meta) if self._observers else None
+        fields = entry_fields(body, meta if observed is None else observed)
         size = len(fields[1]) if len(fields) == 2 else max(map(len, fields))
-        return Pending(target[0], stream, pack_xadd(target[1], fields), size)
+        return Pending(target[0], stream, pack_xadd(target[1], fields), size, observed)
 
     def publish(
         self,
@@ -119,11 +122,14 @@ class AsyncEventBroker:
             flush = self._outbox.begin()
             if not flush.items:
                 return []
+            started = time.perf_counter()
             try:
                 for code, indexes in flush.groups.items():
                     await self._flush_pool(flush, self._clients.client(code), indexes)
             finally:
                 self._outbox.settle(flush)
+                if self._observers:
+                    self._observers.flushed(flush, time.perf_counter() - started)
             return flush.outcome()
 
     async def _flush_pool(self, flush: Flush, client: AsyncPoolClient, indexes: list[int]) -> None:
@@ -159,7 +165,19 @@ class AsyncEventBroker:
         :class:`EventTooLargeError` without being sent.
         """
         item = self._pack(stream, body, _merge_meta(meta, meta_kw))
-        client = self._clients.client(item.pool)
+        if not self._observers:
+            return await self._send_now(item)
+        started = time.perf_counter()
+        try:
+            entry_id = await self._send_now(item)
+        except BaseException as exc:
+            self._observers.sent_now(item, None, started, exc)
+            raise
+        self._observers.sent_now(item, entry_id, started, None)
+        return entry_id
+
+    async def _send_now(self, item: Pending) -> str:
+        stream, client = item.stream, self._clients.client(item.pool)
         if item.size > MIN_BULK_LIMIT:
             limit = await client.bulk_limit()
             if item.size > limit:
@@ -201,6 +219,7 @@ class AsyncEventBroker:
             min_idle=DEFAULT_MIN_IDLE,
             lease=Lease(lock_key(stream), ttl, clock=time.monotonic),
             locks=self._clients.locks,
+            observers=self._observers,
         )
 
     def consumer_many(
@@ -226,6 +245,7 @@ class AsyncEventBroker:
             min_idle=idle,
             lease=None,
             locks=self._clients.locks,
+            observers=self._observers,
         )
 
     @staticmethod

@@ -19,6 +19,7 @@ from .._actions import Flow, Hand, Lease, Send
 from .._backends import AsyncBackend, AsyncFlag
 from .._constants import RUN_BLOCK_SLICE
 from .._machine import ConsumerMachine
+from .._observe import NO_OBSERVERS, Batch, Observers
 from .._policy import RetryPolicy
 from ..errors import ClosedError
 from ..event import AsyncEvent
@@ -40,9 +41,12 @@ class AsyncDriver:
     """Runs a machine's flows: each Send on the client, each Hand on the handler, each
     Pause on the stop flag; a failure is thrown back into the flow, which decides."""
 
-    def __init__(self, client: AsyncPoolClient, stop: AsyncFlag) -> None:
+    def __init__(
+        self, client: AsyncPoolClient, stop: AsyncFlag, observers: Observers = NO_OBSERVERS
+    ) -> None:
         self._client = client
         self._stop = stop
+        self._observers = observers
         self.machine: ConsumerMachine | None = None
 
     async def drive(self, flow: Flow[T], handler: Any = None) -> T:
@@ -50,6 +54,7 @@ class AsyncDriver:
         result: Any = None
         error: BaseException | None = None
         client = self._client
+        observers = self._observers
         while True:
             try:
                 action = flow.send(result) if error is None else flow.throw(error)
@@ -71,11 +76,33 @@ class AsyncDriver:
                             action.commands, timeout=action.timeout, retry_safe=action.retry_safe
                         )
                 elif isinstance(action, Hand):
-                    result = await AsyncBackend.hand(handler, action.events)
+                    if observers:
+                        result = await self._observed_hand(handler, action.events)
+                    else:
+                        result = await AsyncBackend.hand(handler, action.events)
                 else:
                     result = await self._stop.wait(action.seconds)
             except BaseException as exc:  # thrown into the flow: it decides
                 error = exc
+
+    async def _observed_hand(self, handler: Any, events: list[Any]) -> Exception | None:
+        """The hand-over, between the observers' ``handling`` and ``handled``."""
+        machine = self.machine
+        assert machine is not None
+        batch = Batch(machine.stream, machine.group, machine.name, events)
+        self._observers.handling(batch)
+        started = time.perf_counter()
+        try:
+            result = await AsyncBackend.hand(handler, events)
+        except BaseException as exc:
+            batch.error = exc
+            raise
+        else:
+            batch.error = result
+        finally:
+            batch.seconds = time.perf_counter() - started
+            self._observers.handled(batch)
+        return result
 
     async def ack_event(self, event: AsyncEvent) -> None:
         """``event.ack()``."""
@@ -101,6 +128,7 @@ class AsyncConsumer:
         min_idle: float,
         lease: Lease | None,
         locks: set[Any],
+        observers: Observers = NO_OBSERVERS,
     ) -> None:
         self._stream = stream
         self._group = group
@@ -113,7 +141,7 @@ class AsyncConsumer:
         if lease is not None:
             self._lock = AsyncLock(client, lease, owner=self, registry=locks)
             lease.on_confirm = self._lock.ensure_keeper
-        self._driver = AsyncDriver(client, self._stop)
+        self._driver = AsyncDriver(client, self._stop, observers)
         self._machine = self._driver.machine = ConsumerMachine(
             stream=stream,
             group=group,
@@ -123,6 +151,7 @@ class AsyncConsumer:
             clock=time.monotonic,
             wall_ms=_wall_ms,
             lease=lease,
+            observers=observers,
         )
 
     @property

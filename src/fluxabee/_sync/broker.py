@@ -24,6 +24,7 @@ from .._constants import (
     SINGLE_CONSUMER_NAME,
 )
 from .._keys import lock_key
+from .._observe import NO_OBSERVERS, Observers
 from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
 from .._policy import RetryPolicy
 from .._protocol import many_consumer_name, pack_xadd, xadd_header
@@ -53,8 +54,9 @@ def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapp
 class EventBroker:
     """Publishes to and reads from the streams of a config. Get it from a context."""
 
-    def __init__(self, clients: Clients) -> None:
+    def __init__(self, clients: Clients, observers: Observers = NO_OBSERVERS) -> None:
         self._clients = clients
+        self._observers = observers
         self._config = clients.config
         self._outbox = Outbox()
         self._flushing = SyncBackend.new_lock()
@@ -70,9 +72,10 @@ class EventBroker:
         if target is None:
             pool = self._config.pool_for_stream(stream)
             target = self._targets[stream] = (pool.code, xadd_header(stream))
-        fields = entry_fields(body, meta)
+        observed = self._observers.publishing(stream, meta) if self._observers else None
+        fields = entry_fields(body, meta if observed is None else observed)
         size = len(fields[1]) if len(fields) == 2 else max(map(len, fields))
-        return Pending(target[0], stream, pack_xadd(target[1], fields), size)
+        return Pending(target[0], stream, pack_xadd(target[1], fields), size, observed)
 
     def publish(
         self,
@@ -120,11 +123,14 @@ class EventBroker:
             flush = self._outbox.begin()
             if not flush.items:
                 return []
+            started = time.perf_counter()
             try:
                 for code, indexes in flush.groups.items():
                     self._flush_pool(flush, self._clients.client(code), indexes)
             finally:
                 self._outbox.settle(flush)
+                if self._observers:
+                    self._observers.flushed(flush, time.perf_counter() - started)
             return flush.outcome()
 
     def _flush_pool(self, flush: Flush, client: PoolClient, indexes: list[int]) -> None:
@@ -160,7 +166,19 @@ class EventBroker:
         :class:`EventTooLargeError` without being sent.
         """
         item = self._pack(stream, body, _merge_meta(meta, meta_kw))
-        client = self._clients.client(item.pool)
+        if not self._observers:
+            return self._send_now(item)
+        started = time.perf_counter()
+        try:
+            entry_id = self._send_now(item)
+        except BaseException as exc:
+            self._observers.sent_now(item, None, started, exc)
+            raise
+        self._observers.sent_now(item, entry_id, started, None)
+        return entry_id
+
+    def _send_now(self, item: Pending) -> str:
+        stream, client = item.stream, self._clients.client(item.pool)
         if item.size > MIN_BULK_LIMIT:
             limit = client.bulk_limit()
             if item.size > limit:
@@ -202,6 +220,7 @@ class EventBroker:
             min_idle=DEFAULT_MIN_IDLE,
             lease=Lease(lock_key(stream), ttl, clock=time.monotonic),
             locks=self._clients.locks,
+            observers=self._observers,
         )
 
     def consumer_many(
@@ -227,6 +246,7 @@ class EventBroker:
             min_idle=idle,
             lease=None,
             locks=self._clients.locks,
+            observers=self._observers,
         )
 
     @staticmethod

@@ -20,6 +20,7 @@ from .._actions import Flow, Hand, Lease, Send
 from .._backends import SyncBackend, SyncFlag
 from .._constants import RUN_BLOCK_SLICE
 from .._machine import ConsumerMachine
+from .._observe import NO_OBSERVERS, Batch, Observers
 from .._policy import RetryPolicy
 from ..errors import ClosedError
 from ..event import SyncEvent
@@ -41,9 +42,12 @@ class Driver:
     """Runs a machine's flows: each Send on the client, each Hand on the handler, each
     Pause on the stop flag; a failure is thrown back into the flow, which decides."""
 
-    def __init__(self, client: PoolClient, stop: SyncFlag) -> None:
+    def __init__(
+        self, client: PoolClient, stop: SyncFlag, observers: Observers = NO_OBSERVERS
+    ) -> None:
         self._client = client
         self._stop = stop
+        self._observers = observers
         self.machine: ConsumerMachine | None = None
 
     def drive(self, flow: Flow[T], handler: Any = None) -> T:
@@ -51,6 +55,7 @@ class Driver:
         result: Any = None
         error: BaseException | None = None
         client = self._client
+        observers = self._observers
         while True:
             try:
                 action = flow.send(result) if error is None else flow.throw(error)
@@ -72,11 +77,33 @@ class Driver:
                             action.commands, timeout=action.timeout, retry_safe=action.retry_safe
                         )
                 elif isinstance(action, Hand):
-                    result = SyncBackend.hand(handler, action.events)
+                    if observers:
+                        result = self._observed_hand(handler, action.events)
+                    else:
+                        result = SyncBackend.hand(handler, action.events)
                 else:
                     result = self._stop.wait(action.seconds)
             except BaseException as exc:  # thrown into the flow: it decides
                 error = exc
+
+    def _observed_hand(self, handler: Any, events: list[Any]) -> Exception | None:
+        """The hand-over, between the observers' ``handling`` and ``handled``."""
+        machine = self.machine
+        assert machine is not None
+        batch = Batch(machine.stream, machine.group, machine.name, events)
+        self._observers.handling(batch)
+        started = time.perf_counter()
+        try:
+            result = SyncBackend.hand(handler, events)
+        except BaseException as exc:
+            batch.error = exc
+            raise
+        else:
+            batch.error = result
+        finally:
+            batch.seconds = time.perf_counter() - started
+            self._observers.handled(batch)
+        return result
 
     def ack_event(self, event: SyncEvent) -> None:
         """``event.ack()``."""
@@ -102,6 +129,7 @@ class Consumer:
         min_idle: float,
         lease: Lease | None,
         locks: set[Any],
+        observers: Observers = NO_OBSERVERS,
     ) -> None:
         self._stream = stream
         self._group = group
@@ -114,7 +142,7 @@ class Consumer:
         if lease is not None:
             self._lock = Lock(client, lease, owner=self, registry=locks)
             lease.on_confirm = self._lock.ensure_keeper
-        self._driver = Driver(client, self._stop)
+        self._driver = Driver(client, self._stop, observers)
         self._machine = self._driver.machine = ConsumerMachine(
             stream=stream,
             group=group,
@@ -124,6 +152,7 @@ class Consumer:
             clock=time.monotonic,
             wall_ms=_wall_ms,
             lease=lease,
+            observers=observers,
         )
 
     @property
