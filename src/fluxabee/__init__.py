@@ -18,6 +18,7 @@ from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
 from ._backends import AsyncNetworkBackend, AsyncStream, SyncNetworkBackend, SyncStream
+from ._inspection import PendingEntry
 from ._localserver import LocalServer, ServerBinary, ServerTLS, find_server_binary, server_binaries
 from ._observe import Batch, Observer, Publication
 from ._policy import RetryPolicy
@@ -114,6 +115,7 @@ __all__ = [
     "NoGroupError",
     "Observer",
     "PartialFlushError",
+    "PendingEntry",
     "PermissionDeniedError",
     "PrometheusObserver",
     "Publication",

@@ -35,6 +35,7 @@ from ..event import AsyncDeadLetter
 from .client import AsyncClients, AsyncPoolClient
 from .consumer import AsyncConsumer
 from .dead_letters import read_dead_letters, replay_dead_letters
+from .inspection import AsyncInspection
 
 
 def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapping[str, Any]:
@@ -50,8 +51,12 @@ def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapp
     return {**meta, **meta_kw}
 
 
-class AsyncEventBroker:
-    """Publishes to and reads from the streams of a config. Get it from a context."""
+class AsyncEventBroker(AsyncInspection):
+    """Publishes to and reads from the streams of a config. Get it from a context.
+
+    Looking without consuming (``peek``, ``peek_after``, ``pending_entries``,
+    ``claim_pending``) comes from :class:`~fluxabee._async.inspection.AsyncInspection`.
+    """
 
     def __init__(self, clients: AsyncClients, observers: Observers = NO_OBSERVERS) -> None:
         self._clients = clients

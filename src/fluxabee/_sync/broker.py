@@ -36,6 +36,7 @@ from ..event import SyncDeadLetter
 from .client import Clients, PoolClient
 from .consumer import Consumer
 from .dead_letters import read_dead_letters, replay_dead_letters
+from .inspection import Inspection
 
 
 def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapping[str, Any]:
@@ -51,8 +52,12 @@ def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapp
     return {**meta, **meta_kw}
 
 
-class EventBroker:
-    """Publishes to and reads from the streams of a config. Get it from a context."""
+class EventBroker(Inspection):
+    """Publishes to and reads from the streams of a config. Get it from a context.
+
+    Looking without consuming (``peek``, ``peek_after``, ``pending_entries``,
+    ``claim_pending``) comes from :class:`~fluxabee._async.inspection.Inspection`.
+    """
 
     def __init__(self, clients: Clients, observers: Observers = NO_OBSERVERS) -> None:
         self._clients = clients
