@@ -102,6 +102,13 @@ class RedisServer:
             **kwargs,  # type: ignore[arg-type]
         )
 
+    @classmethod
+    def wrapping(cls, server: LocalServer) -> RedisServer:
+        """The suite's face of a server someone else started (``fluxabee.testing``'s)."""
+        wrapper = cls.__new__(cls)
+        wrapper.server = server
+        return wrapper
+
     def __repr__(self) -> str:
         return repr(self.server)
 

@@ -7,7 +7,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import FrameType
 from typing import IO, Any
 
@@ -193,19 +193,17 @@ def tail(target: Target, stream: str, count: int, follow: bool, as_json: bool) -
         for event in events:
             out.print(_entry_json(event) if as_json else _entry_line(event, now_ms), markup=False)
 
-    with engine_for(target.config(stream)) as engine:
+    config = target.config(stream)
+    with until_interrupted() if follow else nullcontext(), engine_for(config) as engine:
         broker = engine.new_context().event_broker()
         events = broker.peek(stream, count)
         show(events)
-        if not follow:
-            return 0
         last = events[-1].id if events else "0-0"
-        with until_interrupted():
-            while True:
-                events = broker.peek_after(stream, last, count=100, block=1.0)
-                if events:
-                    show(events)
-                    last = events[-1].id
+        while follow:
+            events = broker.peek_after(stream, last, count=100, block=1.0)
+            if events:
+                show(events)
+                last = events[-1].id
     return 0
 
 
