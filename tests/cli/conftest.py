@@ -31,11 +31,16 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 60
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 60,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``fluxabee ARGS`` to its end."""
     return subprocess.run(
         [FLUXABEE, *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         env=env or cli_env(),
