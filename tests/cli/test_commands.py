@@ -96,7 +96,7 @@ def test_publish_file_of_json_lines(redis_url: str, tmp_path: Path, rclient: red
     assert rclient.xlen(STREAM) == 3
 
     stdin = run_cli("publish", STREAM, "--file", "-", input='{"b": 1}\n', env=_url_env(redis_url))
-    assert stdin.returncode == 0 and stdin.stdout.startswith("published 1 events")
+    assert stdin.returncode == 0 and stdin.stdout.startswith("published 1 event to")
 
     path.write_text('{"a": 1}\n{broken\n')
     bad = run_cli("publish", STREAM, "--file", str(path), env=_url_env(redis_url))
@@ -253,14 +253,14 @@ def test_dead_letters_list_and_replay(
     lines = listed.stdout.splitlines()
     assert lines[0].split() == ["SOURCE", "ID", "DELIVERIES", "ERROR", "BODY"]
     assert "ValueError: poison" in lines[1] and '{"n": 0}' in lines[1]
-    assert lines[-1].startswith("1 dead letters;")
+    assert lines[-1].startswith("1 dead letter;")
     letters = json.loads(run_cli("dead-letters", STREAM, "--json", env=env).stdout)
     assert [(d["deliveries"], d["error"], d["body"]) for d in letters] == [
         (1, "ValueError: poison", {"n": 0})
     ]
     length = rclient.xlen(STREAM)
     replay = run_cli("dead-letters", STREAM, "--replay", env=env)
-    assert replay.stdout == f"replayed 1 dead letters to {STREAM}\n"
+    assert replay.stdout == f"replayed 1 dead letter to {STREAM}\n"
     assert rclient.xlen(STREAM) == length + 1
     assert run_cli("dead-letters", STREAM, env=env).stdout == f"no dead letters in {STREAM}\n"
 

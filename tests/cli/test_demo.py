@@ -39,7 +39,7 @@ def test_demo_runs_on_the_embedded_server_alone() -> None:
         "took 5 orders and died without acking them",
         "worker 1 autoclaimed 5 orders the dead worker left pending",
         "moved to dead letters after 3 deliveries",
-        "ValueError: cannot ship order 13",
+        "after 3 deliveries: ValueError: cannot ship order 13: the address is missing; body {",
         "fixed the handler, replayed 1 dead letter: worker 2 handled 1",
         "STREAM         GROUP           LENGTH",
         "prune_consumers removed the dead worker's name",

@@ -32,6 +32,7 @@ from ._format import (
     meta_text,
     parse_body,
     parse_meta,
+    plural,
     stats_json,
     stats_tables,
 )
@@ -152,7 +153,7 @@ def publish(
                 ids += broker.flush()
                 bar.update(task, completed=len(ids))
     span = f" ({ids[0]} .. {ids[-1]})" if ids else ""
-    out.print(f"published {len(ids)} events to {stream}{span}")
+    out.print(f"published {plural(len(ids), 'event')} to {stream}{span}")
     return 0
 
 
@@ -302,9 +303,8 @@ def pending(
         out.print(f"no pending events in {stream}")
     else:
         out.print(_pending_table(entries, "CONSUMER"))
-        out.print(
-            f"{len(entries)} pending events" + (" (--count reached)" * (len(entries) == count))
-        )
+        more = " (--count reached)" if len(entries) == count else ""
+        out.print(f"{plural(len(entries), 'pending event')}{more}")
     return 0
 
 
@@ -340,7 +340,7 @@ def claim(target: Target, stream: str, min_idle: float, consumer: str | None, co
         out.print(f"no events of {stream} pending longer than {age(min_idle)}")
         return 0
     out.print(_pending_table(claimed, "FROM"))
-    out.print(f"claimed {len(claimed)} events of {stream} for {consumer}")
+    out.print(f"claimed {plural(len(claimed), 'event')} of {stream} for {consumer}")
     return 0
 
 
@@ -359,7 +359,7 @@ def dead_letters(target: Target, stream: str, count: int, replay: bool, as_json:
         broker = engine.new_context().event_broker()
         if replay:
             moved = broker.replay_dead_letters(stream)
-            out.print(f"replayed {moved} dead letters to {stream}")
+            out.print(f"replayed {plural(moved, 'dead letter')} to {stream}")
             return 0
         letters = broker.dead_letters(stream, count)
     if as_json:
@@ -387,9 +387,8 @@ def dead_letters(target: Target, stream: str, count: int, replay: bool, as_json:
             letter.event.id, str(letter.deliveries), letter.error, body_text(letter.event, 80)
         )
     out.print(table)
-    out.print(
-        f"{len(letters)} dead letters; `fluxabee dead-letters {stream} --replay` retries them"
-    )
+    count_text = plural(len(letters), "dead letter")
+    out.print(f"{count_text}; `fluxabee dead-letters {stream} --replay` retries them")
     return 0
 
 
@@ -407,7 +406,7 @@ def prune(target: Target, stream: str, idle: float) -> int:
     if not removed:
         out.print(f"no consumer of {stream} idle longer than {age(idle)} without pending events")
     else:
-        out.print(f"removed {len(removed)} consumers from {stream}:")
+        out.print(f"removed {plural(len(removed), 'consumer')} from {stream}:")
         for name in removed:
             out.print(f"  {name}")
     return 0

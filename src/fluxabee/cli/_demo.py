@@ -19,7 +19,6 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import click
-from rich.table import Table
 
 from .._async.broker import AsyncEventBroker
 from .._async.consumer import AsyncConsumer
@@ -167,14 +166,13 @@ class _Demo:
         out.print(f"worker 1 autoclaimed {claimed} orders the dead worker left pending")
 
     async def dead_letters(self, worker: AsyncConsumer) -> None:
-        letters = await self.broker.dead_letters(STREAM)
-        table = Table(header_style="bold", box=None, pad_edge=False, title_justify="left")
-        for name in ("DEAD LETTER OF", "DELIVERIES", "ERROR", "BODY"):
-            table.add_column(name)
-        for letter in letters:
+        for letter in await self.broker.dead_letters(STREAM):
             event: Event[Any] = letter.event
-            table.add_row(event.id, str(letter.deliveries), letter.error, body_text(event, 60))
-        out.print(table)
+            out.print(
+                f"dead letter of {event.id} after {letter.deliveries} deliveries: "
+                f"{letter.error}; body {body_text(event, 60)}",
+                markup=False,
+            )
         self.fixed = True
         replayed = await self.broker.replay_dead_letters(STREAM)
         handled = await worker.consume(10, 1.0, self.handler(worker.name))

@@ -55,6 +55,11 @@ def age(seconds: float | None) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
+def plural(count: int, word: str) -> str:
+    """``1 event``, ``2 events``."""
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def mask(uri: str) -> str:
     """The URI with its password replaced by ``***``."""
     return _PASSWORD.sub(r"\1***@", uri)

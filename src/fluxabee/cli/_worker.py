@@ -31,7 +31,7 @@ from .._sync.engine import Engine
 from ..config import Config
 from ..errors import InvalidArgumentError
 from ._app import DURATION, Target, cli, err, target_options
-from ._format import age
+from ._format import age, plural
 
 logger = logging.getLogger("fluxabee")
 #: The choices of ``--log-level``.
@@ -210,9 +210,7 @@ def worker(
         raise click.UsageError("name the streams to consume with --stream")
     config = target.config()
     streams = list(target.streams)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     observers = _observers(config, streams, metrics_port, metrics_address, trace)
     options = {
         "single": single,
@@ -230,5 +228,5 @@ def worker(
     else:
         with Engine(config, observers=observers) as engine:
             total = _run_sync(engine, handler, streams, options)
-    err.print(f"fluxabee worker: stopped after {total} events acked", markup=False)
+    err.print(f"fluxabee worker: stopped after {plural(total, 'event')} acked", markup=False)
     return 0
