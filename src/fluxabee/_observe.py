@@ -140,9 +140,6 @@ class Observers:
     def __bool__(self) -> bool:
         return bool(self._all)
 
-    def __iter__(self) -> Any:
-        return iter(self._all)
-
     def _each(self, name: str, *args: Any) -> None:
         for observer in self._all:
             _call(observer, name, *args)

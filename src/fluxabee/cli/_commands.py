@@ -65,7 +65,7 @@ def progress() -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
-        transient=not err.is_terminal,
+        disable=not err.is_terminal,  # a bar in a log file or a pipe is only noise
     )
 
 
