@@ -40,7 +40,7 @@ from typing import Any
 from ._actions import Flow, Hand, Lease, Pause, Send
 from ._constants import BLOCK_READ_MARGIN, CLAIM_PENDING_SCAN, MAX_REMEMBERED_ERRORS
 from ._keys import dead_letter_key
-from ._observe import NO_OBSERVERS, Observers
+from ._observe import Observers
 from ._policy import RetryPolicy, dead_letter_fields, error_text, reconnect_delay
 from ._protocol import (
     Arg,
@@ -110,7 +110,7 @@ class ConsumerMachine:
         wall_ms: Callable[[], int],
         lease: Lease | None = None,
         rand: Callable[[], float] = random.random,
-        observers: Observers = NO_OBSERVERS,
+        observers: Observers | None = None,
     ) -> None:
         self.stream = stream
         self.group = group
@@ -121,7 +121,7 @@ class ConsumerMachine:
         self._clock = clock
         self._wall_ms = wall_ms
         self._rand = rand
-        #: Told of acks, retries, dead letters and claims (falsy when nobody listens).
+        #: Told of acks, retries, dead letters and claims (``None`` when nobody listens).
         self.observers = observers
         #: The group was created (or found) since the last reset.
         self.group_ready = False

@@ -19,7 +19,7 @@ from .._actions import Flow, Hand, Lease, Send
 from .._backends import AsyncBackend, AsyncFlag
 from .._constants import RUN_BLOCK_SLICE
 from .._machine import ConsumerMachine
-from .._observe import NO_OBSERVERS, Batch, Observers
+from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from ..errors import ClosedError
 from ..event import AsyncEvent
@@ -42,7 +42,7 @@ class AsyncDriver:
     Pause on the stop flag; a failure is thrown back into the flow, which decides."""
 
     def __init__(
-        self, client: AsyncPoolClient, stop: AsyncFlag, observers: Observers = NO_OBSERVERS
+        self, client: AsyncPoolClient, stop: AsyncFlag, observers: Observers | None = None
     ) -> None:
         self._client = client
         self._stop = stop
@@ -76,8 +76,8 @@ class AsyncDriver:
                             action.commands, timeout=action.timeout, retry_safe=action.retry_safe
                         )
                 elif isinstance(action, Hand):
-                    if observers:
-                        result = await self._observed_hand(handler, action.events)
+                    if observers is not None:
+                        result = await self._observed_hand(observers, handler, action.events)
                     else:
                         result = await AsyncBackend.hand(handler, action.events)
                 else:
@@ -85,12 +85,14 @@ class AsyncDriver:
             except BaseException as exc:  # thrown into the flow: it decides
                 error = exc
 
-    async def _observed_hand(self, handler: Any, events: list[Any]) -> Exception | None:
+    async def _observed_hand(
+        self, observers: Observers, handler: Any, events: list[Any]
+    ) -> Exception | None:
         """The hand-over, between the observers' ``handling`` and ``handled``."""
         machine = self.machine
         assert machine is not None
         batch = Batch(machine.stream, machine.group, machine.name, events)
-        self._observers.handling(batch)
+        observers.handling(batch)
         started = time.perf_counter()
         try:
             result = await AsyncBackend.hand(handler, events)
@@ -101,7 +103,7 @@ class AsyncDriver:
             batch.error = result
         finally:
             batch.seconds = time.perf_counter() - started
-            self._observers.handled(batch)
+            observers.handled(batch)
         return result
 
     async def ack_event(self, event: AsyncEvent) -> None:
@@ -128,7 +130,7 @@ class AsyncConsumer:
         min_idle: float,
         lease: Lease | None,
         locks: set[Any],
-        observers: Observers = NO_OBSERVERS,
+        observers: Observers | None = None,
     ) -> None:
         self._stream = stream
         self._group = group

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from .._backends import AsyncBackend, AsyncNetworkBackend
-from .._observe import Observer, Observers
+from .._observe import Observer, Observers, dispatcher
 from ..config import Config
 from .broker import AsyncEventBroker
 from .client import AsyncClients
@@ -40,7 +40,7 @@ class AsyncEngine:
     ) -> None:
         #: The configuration this engine serves.
         self.config = config
-        self._observers = Observers(observers)
+        self._observers = dispatcher(observers)
         self._clients = AsyncClients(config, network_backend)
 
     @property
@@ -93,7 +93,7 @@ class AsyncContext:
 
     def __init__(self, clients: AsyncClients, observers: Observers | None = None) -> None:
         self._clients = clients
-        self._observers = observers or Observers()
+        self._observers = observers
         self._broker: AsyncEventBroker | None = None
 
     @property

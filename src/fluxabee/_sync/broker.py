@@ -24,7 +24,7 @@ from .._constants import (
     SINGLE_CONSUMER_NAME,
 )
 from .._keys import lock_key
-from .._observe import NO_OBSERVERS, Observers
+from .._observe import Observers
 from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
 from .._policy import RetryPolicy
 from .._protocol import many_consumer_name, pack_xadd, xadd_header
@@ -59,7 +59,7 @@ class EventBroker(Inspection):
     ``claim_pending``) comes from :class:`~fluxabee._async.inspection.Inspection`.
     """
 
-    def __init__(self, clients: Clients, observers: Observers = NO_OBSERVERS) -> None:
+    def __init__(self, clients: Clients, observers: Observers | None = None) -> None:
         self._clients = clients
         self._observers = observers
         self._config = clients.config
@@ -77,7 +77,8 @@ class EventBroker(Inspection):
         if target is None:
             pool = self._config.pool_for_stream(stream)
             target = self._targets[stream] = (pool.code, xadd_header(stream))
-        observed = self._observers.publishing(stream, meta) if self._observers else None
+        observers = self._observers
+        observed = None if observers is None else observers.publishing(stream, meta)
         fields = entry_fields(body, meta if observed is None else observed)
         size = len(fields[1]) if len(fields) == 2 else max(map(len, fields))
         return Pending(target[0], stream, pack_xadd(target[1], fields), size, observed)
@@ -134,7 +135,7 @@ class EventBroker(Inspection):
                     self._flush_pool(flush, self._clients.client(code), indexes)
             finally:
                 self._outbox.settle(flush)
-                if self._observers:
+                if self._observers is not None:
                     self._observers.flushed(flush, time.perf_counter() - started)
             return flush.outcome()
 
@@ -171,15 +172,16 @@ class EventBroker(Inspection):
         :class:`EventTooLargeError` without being sent.
         """
         item = self._pack(stream, body, _merge_meta(meta, meta_kw))
-        if not self._observers:
+        observers = self._observers
+        if observers is None:
             return self._send_now(item)
         started = time.perf_counter()
         try:
             entry_id = self._send_now(item)
         except BaseException as exc:
-            self._observers.sent_now(item, None, started, exc)
+            observers.sent_now(item, None, started, exc)
             raise
-        self._observers.sent_now(item, entry_id, started, None)
+        observers.sent_now(item, entry_id, started, None)
         return entry_id
 
     def _send_now(self, item: Pending) -> str:

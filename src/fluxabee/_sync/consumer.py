@@ -20,7 +20,7 @@ from .._actions import Flow, Hand, Lease, Send
 from .._backends import SyncBackend, SyncFlag
 from .._constants import RUN_BLOCK_SLICE
 from .._machine import ConsumerMachine
-from .._observe import NO_OBSERVERS, Batch, Observers
+from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from ..errors import ClosedError
 from ..event import SyncEvent
@@ -43,7 +43,7 @@ class Driver:
     Pause on the stop flag; a failure is thrown back into the flow, which decides."""
 
     def __init__(
-        self, client: PoolClient, stop: SyncFlag, observers: Observers = NO_OBSERVERS
+        self, client: PoolClient, stop: SyncFlag, observers: Observers | None = None
     ) -> None:
         self._client = client
         self._stop = stop
@@ -77,8 +77,8 @@ class Driver:
                             action.commands, timeout=action.timeout, retry_safe=action.retry_safe
                         )
                 elif isinstance(action, Hand):
-                    if observers:
-                        result = self._observed_hand(handler, action.events)
+                    if observers is not None:
+                        result = self._observed_hand(observers, handler, action.events)
                     else:
                         result = SyncBackend.hand(handler, action.events)
                 else:
@@ -86,12 +86,14 @@ class Driver:
             except BaseException as exc:  # thrown into the flow: it decides
                 error = exc
 
-    def _observed_hand(self, handler: Any, events: list[Any]) -> Exception | None:
+    def _observed_hand(
+        self, observers: Observers, handler: Any, events: list[Any]
+    ) -> Exception | None:
         """The hand-over, between the observers' ``handling`` and ``handled``."""
         machine = self.machine
         assert machine is not None
         batch = Batch(machine.stream, machine.group, machine.name, events)
-        self._observers.handling(batch)
+        observers.handling(batch)
         started = time.perf_counter()
         try:
             result = SyncBackend.hand(handler, events)
@@ -102,7 +104,7 @@ class Driver:
             batch.error = result
         finally:
             batch.seconds = time.perf_counter() - started
-            self._observers.handled(batch)
+            observers.handled(batch)
         return result
 
     def ack_event(self, event: SyncEvent) -> None:
@@ -129,7 +131,7 @@ class Consumer:
         min_idle: float,
         lease: Lease | None,
         locks: set[Any],
-        observers: Observers = NO_OBSERVERS,
+        observers: Observers | None = None,
     ) -> None:
         self._stream = stream
         self._group = group

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from .._backends import SyncBackend, SyncNetworkBackend
-from .._observe import Observer, Observers
+from .._observe import Observer, Observers, dispatcher
 from ..config import Config
 from .broker import EventBroker
 from .client import Clients
@@ -41,7 +41,7 @@ class Engine:
     ) -> None:
         #: The configuration this engine serves.
         self.config = config
-        self._observers = Observers(observers)
+        self._observers = dispatcher(observers)
         self._clients = Clients(config, network_backend)
 
     @property
@@ -94,7 +94,7 @@ class Context:
 
     def __init__(self, clients: Clients, observers: Observers | None = None) -> None:
         self._clients = clients
-        self._observers = observers or Observers()
+        self._observers = observers
         self._broker: EventBroker | None = None
 
     @property
