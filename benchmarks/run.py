@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import baselines, fluxabee_cases
+from . import baselines, cluster_cases, fluxabee_cases
 from ._bodies import SIZES
 from ._report import Case, Result, measure
 from ._server import flush, run_server
@@ -120,6 +120,7 @@ def main(argv: list[str]) -> int:
         "--peer-n", type=int, default=5_000, help="events per peer run (peers are slow)"
     )
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--skip-cluster", action="store_true", help="no 3-master cluster run")
     args = parser.parse_args(argv)
     n, runs = args.n, args.runs
     report: dict[str, Any] = {"machine": _machine(), "n": n, "runs": runs}
@@ -233,6 +234,8 @@ def main(argv: list[str]) -> int:
                 report,
                 lines,
             )
+    if not args.skip_cluster:
+        _cluster_sections(n, runs, report, lines)
     machine = report["machine"]
     header = (
         f"Measured {machine['date']} on {machine['platform']}, {machine['cpus']} CPUs, "
@@ -246,6 +249,32 @@ def main(argv: list[str]) -> int:
     (RESULTS / "latest.md").write_text(table + "\n")
     print(f"\nwrote {RESULTS / 'latest.json'} and latest.md")
     return 0
+
+
+def _cluster_sections(n: int, runs: int, report: dict[str, Any], lines: list[str]) -> None:
+    """Publish and consume over six streams: one server beside a 3-master cluster."""
+    with run_server() as single, cluster_cases.run_cluster() as seed:
+        for what in ("publish", "consume"):
+            cases: dict[str, tuple[Case, str | None]] = {}
+            for api in ("sync", "async"):
+                func = getattr(cluster_cases, f"{what}_{api}")
+                cases[f"single_{api}"] = (
+                    lambda _u, k, f=func: f(single, k, cluster=False),
+                    None,
+                )
+                cases[f"cluster_{api}"] = (
+                    lambda _u, k, f=func: f(seed, k, cluster=True),
+                    f"single_{api}",
+                )
+            _section(
+                f"{what} over 6 streams: one server and a 3-master cluster (same machine)",
+                single,
+                n,
+                runs,
+                cases,
+                report,
+                lines,
+            )
 
 
 def _bind(func: Callable[..., float], count: int) -> Case:

@@ -20,9 +20,7 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
 
-import pytest
 import redis
 
 from fluxabee import LocalServer, ServerBinary, find_server_binary, server_binaries
@@ -36,7 +34,6 @@ __all__ = [
     "free_port",
     "matrix_binary",
     "matrix_required",
-    "missing_server",
     "redis_server_binary",
     "without_installed_servers",
 ]
@@ -83,13 +80,6 @@ def matrix_binary(kind: str) -> ServerBinary | None:
 def matrix_required() -> bool:
     """Whether a missing matrix server is a failure (``FLUXABEE_REQUIRE_MATRIX=1``)."""
     return os.environ.get(REQUIRE_MATRIX_ENV, "") not in ("", "0")
-
-
-def missing_server(what: str) -> NoReturn:
-    """Skip the test for a server that is not here, or fail when the matrix is required."""
-    if matrix_required():
-        pytest.fail(f"{what} ({REQUIRE_MATRIX_ENV}=1 makes this a failure)")
-    pytest.skip(what)
 
 
 class RedisServer:

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 import fluxabee
 from fluxabee import Batch, Observer, Publication
+from fluxabee._keys import key_slot
+from tests.cluster import ClusterServer
 from tests.servers import RedisServer
 
 STREAM = "test-stream"
@@ -216,3 +218,35 @@ def test_prometheus_counters_histograms_and_statistics(
         finally:
             redis_server.start()
         registry.unregister(collector)
+
+
+def test_observers_on_a_cluster_pool(cluster: ClusterServer) -> None:
+    """A flush that goes to several masters is still one publication per stream."""
+    owners: dict[int, str] = {}
+    for index in range(200):  # streams on three different masters
+        name = f"orders-{index}"
+        owners.setdefault(cluster.master_for_slot(key_slot(name)).port, name)
+    streams = list(owners.values())[:3]
+    assert len(streams) == 3
+    uris = [f"127.0.0.1:{cluster.masters()[0].port}"]
+    config = fluxabee.Config(
+        redis_pools=[fluxabee.RedisPool(uri=uris, cluster=True, streams=streams)]
+    )
+    registry = CollectorRegistry()
+    recorder = Recorder()
+    with fluxabee.Engine(config, observers=[recorder, fluxabee.PrometheusObserver(registry)]) as e:
+        broker = e.new_context().event_broker()
+        for stream in streams:
+            broker.publish(stream, {"to": stream})
+            broker.publish(stream, {"to": stream})
+        ids = broker.flush()
+        for stream in streams:
+            with broker.consumer_many(stream) as consumer:
+                assert consumer.consume(10, 1.0, lambda events: None) == 2
+    published = [c[2] for c in recorder.named("published")]
+    assert [(p.stream, len(p.confirmed)) for p in published] == [(s, 2) for s in streams]
+    assert sorted(i for p in published for i in p.confirmed) == sorted(ids)
+    for stream in streams:
+        labels = {"stream": stream, "group": "consumer_group"}
+        assert registry.get_sample_value("fluxabee_published_total", {"stream": stream}) == 2
+        assert registry.get_sample_value("fluxabee_acked_total", labels) == 2

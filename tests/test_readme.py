@@ -24,6 +24,7 @@ DECLARED = {
     "consumer": "fluxabee.Consumer",
     "handler": "Callable[[list[fluxabee.Event]], None]",
     "async_broker": "fluxabee.AsyncEventBroker",
+    "event": "fluxabee.Event",
 }
 
 

@@ -22,6 +22,7 @@ from ._inspection import PendingEntry
 from ._localserver import LocalServer, ServerBinary, ServerTLS, find_server_binary, server_binaries
 from ._observe import Batch, Observer, Publication
 from ._policy import RetryPolicy
+from ._schema import Float32, go_name, wire_names
 from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
 from ._sync.consumer import Consumer, Handler
@@ -43,6 +44,7 @@ from .errors import (
     PermissionDeniedError,
     RedisReplyError,
     RedisUnavailableError,
+    ReplicationError,
     SerializationError,
     ServerNotFoundError,
     UnknownStreamError,
@@ -106,6 +108,7 @@ __all__ = [
     "Event",
     "EventBroker",
     "EventTooLargeError",
+    "Float32",
     "FluxabeeError",
     "GroupStatistics",
     "Handler",
@@ -122,6 +125,7 @@ __all__ = [
     "RedisPool",
     "RedisReplyError",
     "RedisUnavailableError",
+    "ReplicationError",
     "RetryPolicy",
     "SerializationError",
     "ServerBinary",
@@ -138,5 +142,7 @@ __all__ = [
     "WrongTypeError",
     "__version__",
     "find_server_binary",
+    "go_name",
     "server_binaries",
+    "wire_names",
 ]

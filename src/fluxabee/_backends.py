@@ -15,7 +15,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from . import _validate as validate
@@ -131,6 +131,17 @@ class AsyncBackend:
         return await asyncio.shield(work())
 
     @staticmethod
+    async def gather(calls: Sequence[Callable[[], Coroutine[Any, Any, None]]]) -> None:
+        """Run ``calls`` concurrently; the first failure is raised once all have ended."""
+        if len(calls) == 1:
+            await calls[0]()
+            return
+        results = await asyncio.gather(*(call() for call in calls), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    @staticmethod
     def finish_later(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``work()`` to its end in a task of its own (the caller is being cancelled)."""
         task = asyncio.get_running_loop().create_task(work())
@@ -207,6 +218,18 @@ class SyncBackend:
     def shielded(work: Callable[[], T]) -> T:
         """Run ``work()`` (the sync twin of ``AsyncBackend.shielded``)."""
         return work()
+
+    @staticmethod
+    def gather(calls: Sequence[Callable[[], None]]) -> None:
+        """Run ``calls`` one after the other; the first failure is raised once all ran."""
+        failure: BaseException | None = None
+        for call in calls:
+            try:
+                call()
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     @staticmethod
     def finish_later(work: Callable[[], None]) -> None:

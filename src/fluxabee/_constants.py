@@ -59,5 +59,7 @@ BLOCK_READ_MARGIN = 5.0
 DEFAULT_SOCKET_TIMEOUT = 10.0
 #: Most XPENDING rows read to learn the delivery counts of one autoclaim round.
 CLAIM_PENDING_SCAN = 100_000
+#: Seconds ``flush(wait_replicas=...)`` waits for the replicas by default.
+DEFAULT_WAIT_TIMEOUT = 1.0
 #: Dead letters moved per round trip by ``replay_dead_letters``.
 DEAD_LETTER_PAGE = 500

@@ -20,6 +20,7 @@ from .errors import (
     FluxabeeError,
     PartialFlushError,
     RedisReplyError,
+    ReplicationError,
 )
 
 #: The smallest ``proto-max-bulk-len`` a Redis server accepts (1 MB): events whose fields
@@ -38,6 +39,8 @@ class Pending:
     stream: str
     packed: bytes
     size: int
+    #: The stream's Cluster slot (where the event goes on a Cluster pool).
+    slot: int = 0
     meta: Mapping[str, str] | None = None
 
 
@@ -66,6 +69,8 @@ class Flush:
         self._limits: dict[int, int] = {}
         self._failure: FluxabeeError | None = None
         self._reply_error: FluxabeeError | None = None
+        #: (wanted, confirmed, node) for each node whose WAIT got fewer replicas than wanted.
+        self._short: list[tuple[int, int, str]] = []
         #: Event indexes per pool code, in publish order (order within a stream is kept).
         self.groups: dict[str, list[int]] = {}
         for index, item in enumerate(items):
@@ -98,10 +103,21 @@ class Flush:
                 self.rejected.append(index)
             elif isinstance(reply, BrokerConnectionError):  # LOADING, READONLY, ...
                 self._failure = self._failure or reply
+            elif isinstance(reply, RedisReplyError):
+                self._reply_error = self._reply_error or reply.naming("XADD")
             elif isinstance(reply, FluxabeeError):
                 self._reply_error = self._reply_error or reply
         if isinstance(failure, BrokerConnectionError) and self._failure is None:
             self._failure = failure
+
+    def replicas(self, wanted: int, reply: Any, where: str) -> None:
+        """The reply of the WAIT after a node's events (``flush(wait_replicas=...)``)."""
+        if isinstance(reply, int) and reply >= wanted:
+            return
+        confirmed = reply if isinstance(reply, int) else 0
+        self._short.append((wanted, confirmed, where))
+        if isinstance(reply, FluxabeeError) and not isinstance(reply, RedisReplyError):
+            self._failure = self._failure or reply
 
     def settled(self, index: int) -> bool:
         """Whether event ``index`` leaves the buffer (landed, or refused as too large)."""
@@ -109,7 +125,12 @@ class Flush:
 
     def outcome(self) -> list[str]:
         """The IDs when every event landed; else the error to raise (see ``flush``)."""
-        if self._failure is None and self._reply_error is None and not self.rejected:
+        if (
+            self._failure is None
+            and self._reply_error is None
+            and not self.rejected
+            and not self._short
+        ):
             return self.ids  # type: ignore[return-value] # every slot holds an ID
         kept = sum(1 for i in range(len(self.items)) if not self.settled(i))
         if self.rejected:  # a permanent error: it needs the user, so it goes first
@@ -121,8 +142,16 @@ class Flush:
                 f"{kept} stay buffered: {self._failure}",
                 self.ids,
             ) from self._failure
-        assert self._reply_error is not None
-        raise self._reply_error
+        if self._reply_error is not None:
+            raise self._reply_error
+        wanted, confirmed, where = min(self._short, key=lambda s: s[1])
+        raise ReplicationError(
+            f"{wanted} replicas were asked to confirm the flush, {confirmed} did ({where}); "
+            f"the events landed on their master and left the buffer",
+            self.ids,
+            wanted,
+            confirmed,
+        )
 
     def _too_large(self, kept: int) -> EventTooLargeError:
         first = min(self.rejected)

@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+import hiredis
+
 from ._constants import MANY_CONSUMER_PREFIX, MANY_CONSUMER_RANDOM_DIGITS
 
 #: One command argument as the packer takes it.
@@ -62,6 +64,22 @@ def pack_command(args: Command) -> bytes:
 def pack_commands(commands: Iterable[Command]) -> bytes:
     """Pack many commands into one buffer, for one write and one round trip."""
     return b"".join(pack_command(c) for c in commands)
+
+
+def split_packed(payload: bytes | list[bytes], count: int) -> list[bytes]:
+    """``count`` packed commands, one ``bytes`` each (for a slow path: a Cluster redirect)."""
+    if isinstance(payload, list) and len(payload) == count:
+        return payload
+    reader = hiredis.Reader()
+    reader.feed(b"".join(payload) if isinstance(payload, list) else payload)
+    commands = [reader.gets() for _ in range(count)]
+    if any(c is False for c in commands) or reader.gets() is not False:
+        raise ValueError(f"the payload does not hold exactly {count} commands")
+    return [pack_command(c) for c in commands]
+
+
+#: ``ASKING`` in RESP: sent before a command that follows an ASK redirect.
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 
 def xadd_header(stream: str) -> bytes:

@@ -1,15 +1,23 @@
 """Bodies to MessagePack and back, and stream-entry fields to event parts. Pure: no IO.
 
 The wire layout is FluxaORM's: the body is MessagePack in field ``s``; every meta key is a
-field of its own. A dataclass encodes as a MessagePack map keyed by field name, exactly as
-Go's msgpack encodes a struct, so ``Name="a1"`` gives the bytes ``81 a4 4e 61 6d 65 a2 61 31``.
-Strings are MessagePack ``str``, ``bytes`` are ``bin``. Nothing is ever unpickled or evaluated.
+field of its own. Bodies are written the way Go's msgpack (github.com/shamaton/msgpack)
+writes the same value, so Go and Python read each other's events:
+
+- a dataclass or pydantic model is a map keyed by wire name, in field order, exactly as Go
+  writes a struct: ``Name="a1"`` gives ``81 a4 4e 61 6d 65 a2 61 31``; names, tags and
+  float32 fields come from the class's schema (:mod:`fluxabee._schema`);
+- an aware ``datetime`` is the timestamp extension (type -1) in the shortest of its 32,
+  64 and 96-bit forms, as Go writes ``time.Time``; it decodes to an aware UTC datetime,
+  Go's nanoseconds truncated to microseconds;
+- ``str`` is MessagePack ``str``, ``bytes`` is ``bin``, an enum its value, a set an array.
+
+Nothing is ever unpickled or evaluated.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
+import datetime
 import threading
 import typing
 from collections.abc import Mapping
@@ -17,71 +25,102 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from . import _typed
 from ._constants import BODY_FIELD
+from ._schema import WALK_CLASSES
+from ._wire import EncodeFailure, NeedsWalk, default, explain, walk_pack
 from .errors import DecodeError, SerializationError
 
 T = TypeVar("T")
 
 #: ``s`` as bytes.
-BODY_FIELD_B = _BODY_FIELD_B = BODY_FIELD.encode()
-
-try:  # pydantic is optional: models are supported when it is installed.
-    from pydantic import BaseModel as _BaseModel
-    from pydantic import ValidationError as _ValidationError
-except ImportError:  # pragma: no cover - exercised only without pydantic
-    _BaseModel = None  # type: ignore[assignment,misc]
-    _ValidationError = None  # type: ignore[assignment,misc]
-
-
-def _default(obj: Any) -> Any:
-    """msgpack ``default`` hook: turn supported non-native values into native ones."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    if _BaseModel is not None and isinstance(obj, _BaseModel):
-        return obj.model_dump(mode="json")
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    raise TypeError(f"cannot serialize object of type {type(obj).__name__}")
-
+_BODY_FIELD_B = BODY_FIELD.encode()
 
 _local = threading.local()
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def _new_packer() -> Any:
-    return msgpack.Packer(default=_default, use_bin_type=True, autoreset=True)
+    return msgpack.Packer(default=default, use_bin_type=True, autoreset=True, datetime=True)
 
 
 def encode_body(body: Any) -> bytes | None:
     """Encode an event body as MessagePack; ``None`` stays ``None`` (no ``s`` field).
 
-    Raises :class:`SerializationError` for anything MessagePack cannot carry. One Packer
-    per thread is reused (creating one per call is most of the cost of a small body).
+    Raises :class:`SerializationError` for anything MessagePack cannot carry; the message
+    names what failed and where (``cannot serialize body (Order) at items[2].price: ...``).
+    One Packer per thread is reused (creating one per call is most of the cost of a small
+    body); bodies holding a float32 field are written by a Python walk over the parts the
+    C packer cannot write.
     """
     if body is None:
         return None
     packer = getattr(_local, "packer", None)
     if packer is None:
         packer = _local.packer = _new_packer()
+    if not WALK_CLASSES or type(body) not in WALK_CLASSES:  # no float32 class: one test
+        try:
+            packed: bytes = packer.pack(body)
+            return packed
+        except NeedsWalk:  # a float32 class met inside the body
+            pass
+        except Exception as exc:  # TypeError, OverflowError, ..., or from a model or property
+            _local.packer = _new_packer()  # never reuse a packer that failed part-way
+            raise _serialization_error(body, explain(body, _local.packer.pack), exc) from exc
     try:
-        packed: bytes = packer.pack(body)
-        return packed
-    except (TypeError, ValueError, OverflowError) as exc:
-        _local.packer = _new_packer()  # never reuse a packer that failed part-way
-        raise SerializationError(f"cannot serialize body: {exc}") from exc
+        return walk_pack(body, packer.pack)
+    except EncodeFailure as failure:
+        _local.packer = _new_packer()
+        raise _serialization_error(body, failure, failure) from None
+    except Exception as exc:
+        _local.packer = _new_packer()
+        raise _serialization_error(body, None, exc) from exc
+
+
+def _serialization_error(
+    body: Any, failure: EncodeFailure | None, exc: BaseException
+) -> SerializationError:
+    what = f"cannot serialize body ({type(body).__name__})"
+    if failure is None:
+        return SerializationError(f"{what}: {exc}")
+    where = failure.where()
+    return SerializationError(f"{what}{' at ' + where if where else ''}: {failure.reason}")
 
 
 def decode_body(raw: bytes) -> Any:
     """Decode MessagePack bytes; maps become dicts, ``str`` is UTF-8 text.
 
-    Raises :class:`DecodeError` (carrying ``raw``) for anything that is not exactly one
-    valid MessagePack value.
+    A timestamp (Go's ``time.Time``) becomes an aware UTC ``datetime``, its nanoseconds
+    truncated to microseconds; one outside datetime's range (years 1 to 9999) stays a
+    ``msgpack.Timestamp``, so the rest of the body is still readable. Raises
+    :class:`DecodeError` (carrying ``raw``) for anything that is not exactly one valid
+    MessagePack value.
     """
     try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises many types: ExtraData, ValueError, ...
+        return msgpack.unpackb(raw, strict_map_key=False, timestamp=3)
+    except (OverflowError, ValueError) as exc:  # a timestamp beyond datetime, or bad bytes
+        try:
+            return _keep_far_timestamps(msgpack.unpackb(raw, strict_map_key=False))
+        except Exception:  # report the first error: the bytes are bad
+            raise DecodeError(f"cannot decode body ({len(raw)} bytes): {exc}", raw) from exc
+    except Exception as exc:  # msgpack raises many types: ExtraData, StackError, ...
         raise DecodeError(f"cannot decode body ({len(raw)} bytes): {exc}", raw) from exc
+
+
+def _keep_far_timestamps(value: Any) -> Any:
+    """Timestamps to datetimes where datetime reaches; the others stay Timestamps."""
+    if isinstance(value, msgpack.Timestamp):
+        try:
+            return _EPOCH + datetime.timedelta(
+                seconds=value.seconds, microseconds=value.nanoseconds // 1000
+            )
+        except OverflowError:
+            return value
+    if isinstance(value, list):
+        return [_keep_far_timestamps(v) for v in value]
+    if isinstance(value, dict):
+        return {_keep_far_timestamps(k): _keep_far_timestamps(v) for k, v in value.items()}
+    return value
 
 
 def check_meta(meta: Mapping[str, Any]) -> dict[str, str]:
@@ -152,45 +191,23 @@ def _pairs(flat: list[bytes]) -> zip[tuple[bytes, bytes]]:
 
 
 def unserialize(value: Any, cls: type[T]) -> T:
-    """Turn a decoded body into ``cls``: a dataclass, a pydantic model or a plain type.
+    """Turn a decoded body into ``cls``: a dataclass, a pydantic model or any type hint.
 
-    Dataclasses take the map's known fields (extra keys, as Go structs may send, are
-    ignored) and nested dataclass fields are built recursively.
-    Raises :class:`DecodeError` when the value does not fit.
+    Dataclasses are built from their wire names (see :func:`fluxabee.wire_names`), nested
+    ones too, inside ``list``, ``tuple``, ``set``, ``dict``, ``Optional`` and unions;
+    enums from their value; ``datetime`` and ``bytes`` fields are checked. Unknown keys are
+    ignored and a missing field takes its default, as Go does; Go's nil slices and maps
+    become empty ones. pydantic models are validated by pydantic. Raises
+    :class:`DecodeError` naming the path when the value does not fit
+    (``cannot unserialize into Order at items[2].sku: expected str, got int 7``).
     """
+    name = cls.__name__ if isinstance(cls, type) else repr(cls)  # list[int], not list
     try:
-        return typing.cast(T, _convert(value, cls))
-    except DecodeError:
-        raise
-    except Exception as exc:
+        return typing.cast(T, _typed.converter(cls)(value))
+    except _typed.Mismatch as exc:
+        where = exc.where()
         raise DecodeError(
-            f"cannot unserialize into {getattr(cls, '__name__', cls)}: {exc}"
-        ) from exc
-
-
-def _convert(value: Any, cls: Any) -> Any:
-    if cls is Any or cls is object:
-        return value
-    if dataclasses.is_dataclass(cls) and isinstance(cls, type):
-        if not isinstance(value, Mapping):
-            raise DecodeError(f"expected a map for {cls.__name__}, got {type(value).__name__}")
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in value and f.init:
-                kwargs[f.name] = _convert(value[f.name], hints.get(f.name, Any))
-        return cls(**kwargs)
-    if _BaseModel is not None and isinstance(cls, type) and issubclass(cls, _BaseModel):
-        return cls.model_validate(value)
-    origin = typing.get_origin(cls)
-    if origin is not None:  # list[int], dict[str, X], Optional[...]: trust the decoded shape
-        return value
-    if isinstance(cls, type):
-        if isinstance(value, cls) and not (cls is int and isinstance(value, bool)):
-            return value
-        if cls is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if issubclass(cls, enum.Enum):
-            return cls(value)
-        raise DecodeError(f"expected {cls.__name__}, got {type(value).__name__}")
-    return value
+            f"cannot unserialize into {name}{' at ' + where if where else ''}: {exc.reason}"
+        ) from None
+    except Exception as exc:  # RecursionError on absurd nesting, and the unforeseen
+        raise DecodeError(f"cannot unserialize into {name}: {exc}") from exc

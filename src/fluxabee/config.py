@@ -19,153 +19,29 @@ normalized redis-py URL that names the database. Every error is a
 from __future__ import annotations
 
 import os
-import re
-import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, NoReturn
+from typing import Any
+from urllib.parse import quote
 
 import yaml
 
-from fluxabee._constants import DEFAULT_POOL_CODE, DEFAULT_REDIS_PORT
+from fluxabee._constants import DEFAULT_POOL_CODE
+from fluxabee._uris import ParsedUri, build_url, describe, mask, parse_uri, short
 from fluxabee.errors import ConfigError, UnknownStreamError
 
+#: The TLS options of a pool (files; passed to the TLS context).
+_TLS_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 #: The keys a pool may have in the YAML / dict layout.
-_POOL_KEYS = ("redis", "streams")
+_POOL_KEYS = ("redis", "streams", "cluster", "sentinels", "master_name", "sentinel_password",
+              *_TLS_KEYS)  # fmt: skip
 #: The Redis of a YAML pool that names none (FluxaORM's default).
 _YAML_DEFAULT_REDIS = "127.0.0.1:6379:0"
-_SCHEMES = ("redis", "rediss", "unix")
-_HOST = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
-_SHORT_RE = re.compile(rf"({_HOST})(?::([0-9]+)(?::([0-9]+))?)?")
-_HOSTPORT_RE = re.compile(rf"({_HOST}|\[[0-9A-Fa-f:.]+\])(?::([0-9]+))?")
-_PASSWORD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*:)[^/?#]*@")
-_EXPECTED_URI = "expected redis://, rediss://, unix:///path or host[:port[:db]]"
-#: Longest digit string accepted for a port or a db (keeps ``int()`` cheap).
-_MAX_DIGITS = 18
-
-
-class _ParsedUri(NamedTuple):
-    """The parts of a URI, as given (percent-encoding kept)."""
-
-    raw: str
-    scheme: str
-    userinfo: str | None
-    host: str
-    port: int
-    path: str
-    db: int | None
-    query: tuple[str, ...]
-
-
-def _short(value: object) -> str:
-    """A bounded repr, so huge values do not flood a message."""
-    return reprlib.repr(value)
-
-
-def _describe(value: object) -> str:
-    """``type repr`` of a bad value, for messages."""
-    return "None" if value is None else f"{type(value).__name__} {_short(value)}"
-
-
-def _mask(uri: str) -> str:
-    """The URI with its password replaced by ``***``."""
-    return _PASSWORD_RE.sub(r"\1***@", uri)
-
-
-def _fail(where: str, uri: str, reason: str) -> NoReturn:
-    raise ConfigError(f"{where}: cannot parse {_short(_mask(uri))}: {reason}")
-
-
-def _number(text: str, what: str, where: str, uri: str) -> int:
-    """A decimal digit string as an int (only ASCII digits, bounded length)."""
-    if not text.isascii() or not text.isdigit() or len(text) > _MAX_DIGITS:
-        _fail(where, uri, f"{what} must be a non-negative integer, got {_short(text)}")
-    return int(text)
-
-
-def _port(text: str | None, where: str, uri: str) -> int:
-    if text is None:
-        return DEFAULT_REDIS_PORT
-    if len(text) > 5 or not 1 <= _number(text, "port", where, uri) <= 65535:
-        _fail(where, uri, f"port must be 1..65535, got {_short(text)}")
-    return int(text)
-
-
-def _split_query(query: str, where: str, uri: str) -> tuple[tuple[str, ...], int | None]:
-    """Split a query into its options (``db`` removed) and the ``db`` it names."""
-    items: list[str] = []
-    db: int | None = None
-    for item in query.split("&"):
-        key, _, value = item.partition("=")
-        if key != "db":
-            if item:
-                items.append(item)
-            continue
-        number = _number(value, "db", where, uri)
-        if db is not None and number != db:
-            _fail(where, uri, f"db given twice ({db} and {number})")
-        db = number
-    return tuple(items), db
-
-
-def _parse_uri(uri: object, where: str) -> _ParsedUri:
-    """Parse every accepted URI form; :class:`ConfigError` naming ``where`` otherwise."""
-    if not isinstance(uri, str):
-        raise ConfigError(f"{where}: expected a URI string, got {_describe(uri)}")
-    if not uri:
-        _fail(where, uri, "empty")
-    if any(ch.isspace() or not ch.isprintable() for ch in uri):
-        _fail(where, uri, "whitespace or control characters")
-    head, sep, rest = uri.partition("://")
-    if not sep:
-        match = _SHORT_RE.fullmatch(uri)
-        if match is None:
-            _fail(where, uri, _EXPECTED_URI)
-        host, port, db = match.groups()
-        number = None if db is None else _number(db, "db", where, uri)
-        return _ParsedUri(uri, "redis", None, host, _port(port, where, uri), "", number, ())
-    scheme = head.lower()
-    if scheme not in _SCHEMES:
-        _fail(where, uri, f"unsupported scheme {_short(head)}; {_EXPECTED_URI}")
-    if "#" in rest:
-        _fail(where, uri, "a fragment ('#') is not allowed; percent-encode '#' as %23")
-    rest, _, query = rest.partition("?")
-    slash = rest.find("/")
-    netloc, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
-    userinfo, at, hostport = netloc.rpartition("@")
-    options, query_db = _split_query(query, where, uri)
-    if scheme == "unix":
-        if hostport or path in ("", "/"):
-            _fail(where, uri, "a unix URL names an absolute socket path: unix:///path")
-        return _ParsedUri(uri, scheme, userinfo if at else None, "", 0, path, query_db, options)
-    match = _HOSTPORT_RE.fullmatch(hostport)
-    if match is None:
-        _fail(where, uri, "missing or invalid host" + (" or port" if hostport else ""))
-    path_db: int | None = None
-    if path not in ("", "/"):
-        if not path.startswith("/") or "/" in path[1:]:
-            _fail(where, uri, f"the path must be /<db>, got {_short(path)}")
-        path_db = _number(path[1:], "db", where, uri)
-    if None not in (path_db, query_db) and path_db != query_db:
-        _fail(where, uri, f"db {path_db} in the path contradicts db={query_db}")
-    db = query_db if path_db is None else path_db
-    port = _port(match[2], where, uri)
-    return _ParsedUri(uri, scheme, userinfo if at else None, match[1], port, "", db, options)
-
-
-def _build_url(parsed: _ParsedUri, db: int) -> str:
-    """The normalized redis-py URL of ``parsed``, naming ``db``."""
-    auth = "" if parsed.userinfo is None else f"{parsed.userinfo}@"
-    if parsed.scheme == "unix":
-        query = "&".join((f"db={db}", *parsed.query))
-        return f"unix://{auth}{parsed.path}?{query}"
-    query = "?" + "&".join(parsed.query) if parsed.query else ""
-    return f"{parsed.scheme}://{auth}{parsed.host}:{parsed.port}/{db}{query}"
 
 
 def _check_code(code: object, where: str) -> str:
     if not isinstance(code, str) or not code:
-        raise ConfigError(f"{where}: a pool code must be a non-empty string, got {_describe(code)}")
+        raise ConfigError(f"{where}: a pool code must be a non-empty string, got {describe(code)}")
     return code
 
 
@@ -173,7 +49,7 @@ def _check_database(database: object, where: str) -> int | None:
     if database is None:
         return None
     if isinstance(database, bool) or not isinstance(database, int):
-        raise ConfigError(f"{where}: expected an int or None, got {_describe(database)}")
+        raise ConfigError(f"{where}: expected an int or None, got {describe(database)}")
     if database < 0:
         raise ConfigError(f"{where}: must be a non-negative int, got {database}")
     return database
@@ -182,16 +58,16 @@ def _check_database(database: object, where: str) -> int | None:
 def _check_streams(streams: object, where: str) -> tuple[str, ...]:
     """A list/tuple of distinct non-empty stream names, as a tuple."""
     if isinstance(streams, (str, bytes, bytearray)) or not isinstance(streams, Sequence):
-        raise ConfigError(f"{where}: expected a list of stream names, got {_describe(streams)}")
+        raise ConfigError(f"{where}: expected a list of stream names, got {describe(streams)}")
     seen: dict[str, int] = {}
     for index, name in enumerate(streams):
         if not isinstance(name, str) or not name:
             raise ConfigError(
-                f"{where}[{index}]: a stream name must be a non-empty string, got {_describe(name)}"
+                f"{where}[{index}]: a stream name must be a non-empty string, got {describe(name)}"
             )
         if name in seen:
             raise ConfigError(
-                f"{where}[{index}]: stream {_short(name)} is listed twice "
+                f"{where}[{index}]: stream {short(name)} is listed twice "
                 f"(also {where}[{seen[name]}])"
             )
         seen[name] = index
@@ -208,7 +84,7 @@ def _index(
     for pool, label in zip(pools, labels, strict=True):
         if pool.code in by_code:
             raise ConfigError(
-                f"{label}.code: pool code {_short(pool.code)} is used twice "
+                f"{label}.code: pool code {short(pool.code)} is used twice "
                 f"(also {code_label[pool.code]})"
             )
         by_code[pool.code] = pool
@@ -217,66 +93,183 @@ def _index(
             other = by_stream.get(stream)
             if other is not None:
                 raise ConfigError(
-                    f"{label}.streams[{index}]: stream {_short(stream)} is declared on "
-                    f"two pools: {_short(other.code)} and {_short(pool.code)}"
+                    f"{label}.streams[{index}]: stream {short(stream)} is declared on "
+                    f"two pools: {short(other.code)} and {short(pool.code)}"
                 )
             by_stream[stream] = pool
     return by_code, by_stream
 
 
+def _check_seeds(uri: object, where: str, *, cluster: bool) -> tuple[ParsedUri, ...]:
+    """One URI, or (for a Cluster) a non-empty list of seed URIs."""
+    if isinstance(uri, str):
+        return (parse_uri(uri, where),)
+    if not isinstance(uri, Sequence) or isinstance(uri, (bytes, bytearray)) or not uri:
+        raise ConfigError(f"{where}: expected a URI or a list of seed URIs, got {describe(uri)}")
+    if not cluster and len(uri) > 1:
+        raise ConfigError(f"{where}: a list of URIs needs cluster=True (they are seed nodes)")
+    return tuple(parse_uri(item, f"{where}[{i}]") for i, item in enumerate(uri))
+
+
+def _check_text(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a non-empty string, got {describe(value)}")
+    return value
+
+
+def _tls_options(pool: RedisPool, where: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for key in _TLS_KEYS:
+        value = _check_text(getattr(pool, key), f"{where}.{key}")
+        if value is not None:
+            options[key] = value
+    return options
+
+
 @dataclass(frozen=True, kw_only=True)
 class RedisPool:
-    """One Redis server (and database) and the streams that live on it.
+    """One Redis deployment (a server, a Sentinel-managed master, or a Cluster) and the
+    streams that live on it.
 
-    ``uri`` takes every accepted form (see the module docstring); ``database``, when
-    given, must agree with a db named in ``uri``. ``streams`` accepts any list of
-    distinct non-empty names and is stored as a tuple. Invalid values raise
-    :class:`~fluxabee.errors.ConfigError`.
+    - A single server: ``uri`` takes every accepted form (see the module docstring);
+      ``database``, when given, must agree with a db named in ``uri``.
+    - A Redis Cluster: ``cluster=True``; ``uri`` names one seed node or a list of them
+      (``["host:port", "redis://host:port", ...]``); database 0 only.
+    - Sentinel: ``sentinels=["host:port", ...]`` and ``master_name``; the master's
+      credentials, database and scheme (``rediss`` for TLS) come from ``uri``, its host and
+      port are asked of the sentinels. ``sentinel_password`` authenticates to them.
+    - TLS: a ``rediss://`` URI, plus ``ssl_ca_certs`` (a CA bundle to verify the server)
+      and ``ssl_certfile`` / ``ssl_keyfile`` (a client certificate).
+
+    ``streams`` accepts any list of distinct non-empty names and is stored as a tuple.
+    Invalid values raise :class:`~fluxabee.errors.ConfigError`; passwords are masked in
+    ``repr`` and in every message.
     """
 
     code: str = DEFAULT_POOL_CODE
-    uri: str = "redis://127.0.0.1:6379"
+    uri: str | Sequence[str] = "redis://127.0.0.1:6379"
     database: int | None = None
     streams: Sequence[str] = ()
     """Stream names on this pool (any sequence; stored as a tuple)."""
-    _url: str = field(init=False, repr=False, compare=False)
+    cluster: bool = False
+    sentinels: Sequence[str] = ()
+    master_name: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    _urls: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _sentinel_urls: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _db: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        """Validate every field, store ``streams`` as a tuple, compute the URL."""
+        """Validate every field, store sequences as tuples, compute the URLs."""
         code = _check_code(self.code, "RedisPool.code")
-        where = f"RedisPool({_short(code)})"
-        parsed = _parse_uri(self.uri, f"{where}.uri")
+        where = f"RedisPool({short(code)})"
+        if not isinstance(self.cluster, bool):
+            raise ConfigError(
+                f"{where}.cluster: expected true or false, got {describe(self.cluster)}"
+            )
+        seeds = _check_seeds(self.uri, f"{where}.uri", cluster=self.cluster)
         database = _check_database(self.database, f"{where}.database")
         streams = _check_streams(self.streams, f"{where}.streams")
-        if database is None:
-            db = 0 if parsed.db is None else parsed.db
-        elif parsed.db is not None and parsed.db != database:
+        dbs = {p.db for p in seeds if p.db is not None}
+        if len(dbs) > 1:
+            raise ConfigError(f"{where}.uri: the seeds name different databases {sorted(dbs)}")
+        uri_db = dbs.pop() if dbs else None
+        if database is not None and uri_db is not None and uri_db != database:
             raise ConfigError(
-                f"{where}.database: {database} contradicts db {parsed.db} "
-                f"in uri {_short(_mask(parsed.raw))}"
+                f"{where}.database: {database} contradicts db {uri_db} "
+                f"in uri {short(mask(seeds[0].raw))}"
             )
-        else:
-            db = database
+        db = database if database is not None else (uri_db or 0)
+        options = _tls_options(self, where)
+        if options and any(p.scheme != "rediss" for p in seeds):
+            raise ConfigError(f"{where}.{next(iter(options))}: TLS options need a rediss:// uri")
+        sentinels = self._check_sentinels(where, seeds)
+        if self.cluster:
+            if db != 0:
+                raise ConfigError(f"{where}.database: a Redis Cluster has database 0 only")
+            if any(p.scheme == "unix" for p in seeds):
+                raise ConfigError(f"{where}.uri: Cluster nodes are reached over TCP, not unix")
         object.__setattr__(self, "streams", streams)
+        object.__setattr__(self, "sentinels", sentinels)
         object.__setattr__(self, "_db", db)
-        object.__setattr__(self, "_url", _build_url(parsed, db))
+        object.__setattr__(self, "_urls", tuple(build_url(p, db, options) for p in seeds))
+        auth = (
+            "" if self.sentinel_password is None else f":{quote(self.sentinel_password, safe='')}@"
+        )
+        sentinel_urls = []
+        for index, item in enumerate(sentinels):
+            parsed = parse_uri(item, f"{where}.sentinels[{index}]")
+            if parsed.userinfo is None and auth:
+                parsed = parsed._replace(userinfo=auth[:-1])
+            sentinel_urls.append(build_url(parsed, 0))
+        object.__setattr__(self, "_sentinel_urls", tuple(sentinel_urls))
+
+    def _check_sentinels(self, where: str, seeds: tuple[ParsedUri, ...]) -> tuple[str, ...]:
+        sentinels: object = self.sentinels
+        if isinstance(sentinels, (str, bytes)) or not isinstance(sentinels, Sequence):
+            raise ConfigError(
+                f"{where}.sentinels: expected a list of host:port, got {describe(sentinels)}"
+            )
+        names = tuple(sentinels)
+        master = _check_text(self.master_name, f"{where}.master_name")
+        _check_text(self.sentinel_password, f"{where}.sentinel_password")
+        if not names:
+            if master is not None or self.sentinel_password is not None:
+                raise ConfigError(f"{where}.sentinels: master_name needs a list of sentinels")
+            return ()
+        if master is None:
+            raise ConfigError(f"{where}.master_name: a Sentinel pool needs the master's name")
+        if self.cluster:
+            raise ConfigError(f"{where}.sentinels: a pool is a Cluster or uses Sentinel, not both")
+        if seeds[0].scheme == "unix":
+            raise ConfigError(f"{where}.uri: a Sentinel-managed master is reached over TCP")
+        return names
 
     def __repr__(self) -> str:
-        """The dataclass repr, with the password of ``uri`` masked."""
-        return (
-            f"RedisPool(code={self.code!r}, uri={_mask(self.uri)!r}, "
-            f"database={self.database!r}, streams={self.streams!r})"
-        )
+        """The dataclass repr, with every password masked."""
+        uri = mask(self.uri) if isinstance(self.uri, str) else [mask(u) for u in self.uri]
+        parts = [f"code={self.code!r}", f"uri={uri!r}", f"database={self.database!r}",
+                 f"streams={self.streams!r}"]  # fmt: skip
+        if self.cluster:
+            parts.append("cluster=True")
+        if self.sentinels:
+            parts += [f"sentinels={[mask(s) for s in self.sentinels]!r}",
+                      f"master_name={self.master_name!r}"]  # fmt: skip
+            if self.sentinel_password is not None:
+                parts.append("sentinel_password='***'")
+        parts += [f"{k}={getattr(self, k)!r}" for k in _TLS_KEYS if getattr(self, k)]
+        return f"RedisPool({', '.join(parts)})"
 
     @property
     def url(self) -> str:
-        """The normalized redis-py URL, always naming the database.
+        """The normalized URL (the first seed's for a Cluster), always naming the database.
 
         E.g. ``redis://127.0.0.1:6379/0``, ``rediss://user:pw@host:6380/2``,
-        ``unix:///tmp/r.sock?db=1``; credentials and query options are kept.
+        ``unix:///tmp/r.sock?db=1``; credentials and query options (TLS files) are kept.
         """
-        return self._url
+        return self._urls[0]
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every seed's normalized URL (one for a single server)."""
+        return self._urls
+
+    @property
+    def sentinel_urls(self) -> tuple[str, ...]:
+        """The sentinels' normalized URLs (with ``sentinel_password``); empty without."""
+        return self._sentinel_urls
+
+    @property
+    def topology(self) -> str:
+        """``"cluster"``, ``"sentinel"`` or ``"single"``."""
+        if self.cluster:
+            return "cluster"
+        return "sentinel" if self.sentinels else "single"
 
     @property
     def db(self) -> int:
@@ -301,13 +294,13 @@ class Config:
         """Validate the pools, store them as a tuple and index them by code and stream."""
         pools: object = self.redis_pools
         if isinstance(pools, (str, bytes, bytearray)) or not isinstance(pools, Sequence):
-            raise ConfigError(f"redis_pools: expected a list of RedisPool, got {_describe(pools)}")
+            raise ConfigError(f"redis_pools: expected a list of RedisPool, got {describe(pools)}")
         if not pools:
             raise ConfigError("redis_pools: at least one pool is required")
         for index, pool in enumerate(pools):
             if not isinstance(pool, RedisPool):
                 raise ConfigError(
-                    f"redis_pools[{index}]: expected a RedisPool, got {_describe(pool)}"
+                    f"redis_pools[{index}]: expected a RedisPool, got {describe(pool)}"
                 )
         checked: tuple[RedisPool, ...] = tuple(pools)
         labels = [f"redis_pools[{i}]" for i in range(len(checked))]
@@ -327,7 +320,7 @@ class Config:
             return self._by_code[code]
         except KeyError:
             known = ", ".join(self._by_code)
-            raise ConfigError(f"pool {_short(code)} is not in the config ({known})") from None
+            raise ConfigError(f"pool {short(code)} is not in the config ({known})") from None
 
     def pool_for_stream(self, stream: str) -> RedisPool:
         """The pool that declares ``stream``; :class:`UnknownStreamError` when none does."""
@@ -344,25 +337,41 @@ class Config:
         if not isinstance(data, Mapping):
             raise ConfigError(
                 f"config: expected a mapping of pool code -> {{redis, streams}}, "
-                f"got {_describe(data)}"
+                f"got {describe(data)}"
             )
         if not data:
             raise ConfigError("config: no pools declared")
         pools: list[RedisPool] = []
         for key, settings in data.items():
-            code = _check_code(key, f"config[{_short(key)}]")
+            code = _check_code(key, f"config[{short(key)}]")
             if not isinstance(settings, Mapping):
                 raise ConfigError(
-                    f"{code}: expected a mapping with keys redis, streams, "
-                    f"got {_describe(settings)}"
+                    f"{code}: expected a mapping with keys redis, streams, got {describe(settings)}"
                 )
             for name in settings:
                 if name not in _POOL_KEYS:
                     expected = ", ".join(_POOL_KEYS)
                     raise ConfigError(f"{code}.{name}: unknown key (expected one of: {expected})")
-            parsed = _parse_uri(settings.get("redis", _YAML_DEFAULT_REDIS), f"{code}.redis")
+            cluster = settings.get("cluster", False)
+            if not isinstance(cluster, bool):
+                raise ConfigError(
+                    f"{code}.cluster: expected true or false, got {describe(cluster)}"
+                )
+            redis = settings.get("redis", _YAML_DEFAULT_REDIS)
+            seeds = _check_seeds(redis, f"{code}.redis", cluster=cluster)
             streams = _check_streams(settings.get("streams", ()), f"{code}.streams")
-            pools.append(RedisPool(code=code, uri=parsed.raw, streams=streams))
+            extra = {k: settings[k] for k in _POOL_KEYS[3:] if k in settings}
+            try:
+                pool = RedisPool(
+                    code=code,
+                    uri=seeds[0].raw if isinstance(redis, str) else [p.raw for p in seeds],
+                    streams=streams,
+                    cluster=cluster,
+                    **extra,
+                )
+            except ConfigError as exc:  # name the YAML key, not the Python field
+                raise ConfigError(str(exc).replace(f"RedisPool({short(code)})", code)) from None
+            pools.append(pool)
         _index(pools, [pool.code for pool in pools])
         return cls(redis_pools=tuple(pools))
 
@@ -385,14 +394,14 @@ class Config:
         elif isinstance(source, str):
             origin, text = "", source
         else:
-            raise ConfigError(f"config: expected YAML text or a path, got {_describe(source)}")
+            raise ConfigError(f"config: expected YAML text or a path, got {describe(source)}")
         try:
             data = yaml.safe_load(text)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise ConfigError(f"{origin or 'config'}: invalid YAML: {exc}") from exc
         if not origin and isinstance(data, str) and "\n" not in text.strip():
             raise ConfigError(
-                f"config: {_short(text)} is neither an existing file nor a YAML mapping"
+                f"config: {short(text)} is neither an existing file nor a YAML mapping"
             )
         try:
             return cls.from_dict(data)

@@ -10,6 +10,7 @@
     ├── DecodeError (ValueError)        an entry that cannot be decoded; ``.raw`` keeps the bytes
     ├── EventTooLargeError (ValueError) an event over the server's bulk limit; never sent
     ├── ClosedError (RuntimeError)      the engine or consumer was closed
+    ├── ReplicationError                ``flush(wait_replicas=N)``: fewer replicas confirmed
     ├── ConsumerLockedError             another live ``consumer_single`` holds the stream
     ├── LocalServerError                a LocalServer did not start, exited, or did not answer
     │   └── ServerNotFoundError         no redis-server / valkey-server binary to start
@@ -145,6 +146,24 @@ def _prefix(message: str) -> str:
     return message.split(" ", 1)[0].upper() if message else ""
 
 
+class ReplicationError(FluxabeeError):
+    """``flush(wait_replicas=N)``: fewer than N replicas confirmed the events of a node.
+
+    Every event whose ID is in ``ids`` landed on its master (it left the buffer); Redis's
+    replication is asynchronous, so those may be lost if that master fails before its
+    replicas have them. ``acknowledged`` is the fewest replicas any node confirmed.
+    """
+
+    def __init__(self, message: str, ids: list[str | None], wanted: int, acknowledged: int) -> None:
+        super().__init__(message)
+        #: Per event of the flush, in publish order: its ID, or ``None`` if unconfirmed.
+        self.ids = ids
+        #: The replicas asked for (``wait_replicas``).
+        self.wanted = wanted
+        #: The fewest replicas that confirmed, over the nodes written to.
+        self.acknowledged = acknowledged
+
+
 class RedisReplyError(FluxabeeError):
     """Redis answered a command with an error reply.
 
@@ -158,6 +177,12 @@ class RedisReplyError(FluxabeeError):
         self.prefix = _prefix(message)
         #: The command that got the error reply (``""`` when unknown).
         self.command = command
+
+    def naming(self, command: str) -> RedisReplyError:
+        """This error, naming ``command`` (itself when it already names one)."""
+        if self.command:
+            return self
+        return type(self)(str(self), command)
 
 
 class WrongTypeError(RedisReplyError):
@@ -249,6 +274,7 @@ __all__ = [
     "PermissionDeniedError",
     "RedisReplyError",
     "RedisUnavailableError",
+    "ReplicationError",
     "SerializationError",
     "ServerNotFoundError",
     "UnknownStreamError",

@@ -69,9 +69,12 @@ class Event(Generic[AckT]):
 
     @property
     def body(self) -> Any:
-        """The decoded body: dict, list, str, bytes, int, float, bool or ``None``.
+        """The decoded body: dict, list, str, bytes, int, float, bool, datetime or ``None``.
 
-        Raises :class:`~fluxabee.DecodeError` (with ``.raw``) for an undecodable entry.
+        A timestamp (Go's ``time.Time``) is an aware UTC ``datetime``, nanoseconds
+        truncated to microseconds; one outside datetime's range (years 1 to 9999) stays a
+        ``msgpack.Timestamp``. Raises :class:`~fluxabee.DecodeError` (with ``.raw``) for
+        an undecodable entry.
         """
         if self._body is _UNSET:
             self._body = None if self.raw_body is None else codec.decode_body(self.raw_body)
@@ -87,8 +90,19 @@ class Event(Generic[AckT]):
         return True
 
     def unserialize(self, cls: type[T]) -> T:
-        """The body as ``cls``: a dataclass, a pydantic model or a plain type."""
-        return codec.unserialize(self.body, cls)
+        """The body as ``cls``: a dataclass, a pydantic model or any type hint.
+
+        Nested dataclasses and models are built inside lists, dicts, tuples, ``Optional``
+        and unions; field names follow the class's wire names. Raises
+        :class:`~fluxabee.DecodeError` (with ``.raw``) naming the path of a value that
+        does not fit (``items[2].sku``).
+        """
+        try:
+            return codec.unserialize(self.body, cls)
+        except DecodeError as exc:
+            if exc.raw is None:
+                exc.raw = self.raw_body
+            raise
 
     def tag(self, key: str) -> str:
         """The meta value of ``key``, ``""`` when the event has none."""

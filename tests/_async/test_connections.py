@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +16,7 @@ from fluxabee import (
     PermissionDeniedError,
     RedisPool,
 )
-from tests.servers import RedisServer, free_port, missing_server
-from tests.tls import tls_binary
+from tests.servers import RedisServer
 
 
 async def roundtrip(uri: str, stream: str = "s") -> list[object]:
@@ -66,52 +63,3 @@ async def test_acl_user_and_missing_permission(
     assert await roundtrip(f"redis://app:pw@127.0.0.1:{server.port}/0") == [{"via": "redis"}]
     with pytest.raises(PermissionDeniedError):
         await roundtrip(f"redis://reader:pw@127.0.0.1:{server.port}/0", stream="t")
-
-
-@pytest.fixture
-def tls_files(tmp_path: Path) -> dict[str, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1 (openssl CLI)."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed for the TLS test (apt-get install -y openssl)")
-    ca_key, ca_crt = tmp_path / "ca.key", tmp_path / "ca.crt"
-    key, csr, crt = tmp_path / "server.key", tmp_path / "server.csr", tmp_path / "server.crt"
-    ext = tmp_path / "ext.cnf"
-    ext.write_text(  # what Python 3.13's strict X.509 checks ask of a server certificate
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-        "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
-    )
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-keyout", str(ca_key), "-out", str(ca_crt))  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", str(key), "-out", str(csr))  # fmt: skip
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(crt))  # fmt: skip
-    return {"ca": ca_crt, "key": key, "crt": crt}
-
-
-async def test_tls_with_a_verified_certificate(
-    server_factory: Callable[..., RedisServer], tls_files: dict[str, Path]
-) -> None:
-    binary = tls_binary()  # the embedded servers are built without TLS
-    if binary is None:
-        missing_server("no server binary here is built with TLS (Debian's redis-server is)")
-    tls_port = free_port()
-    server_factory(
-        binary=binary,
-        extra_args=[
-            "--tls-port", str(tls_port),
-            "--tls-cert-file", str(tls_files["crt"]),
-            "--tls-key-file", str(tls_files["key"]),
-            "--tls-ca-cert-file", str(tls_files["ca"]),
-            "--tls-auth-clients", "no",
-        ]
-    )  # fmt: skip
-    uri = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={tls_files['ca']}"
-    assert await roundtrip(uri) == [{"via": "rediss"}]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -21,6 +23,8 @@ from fluxabee import (
     WrongTypeError,
 )
 from tests.servers import RedisServer, free_port
+
+GOLDEN = Path(__file__).resolve().parents[1] / "unit" / "data" / "fluxaorm_entries.json"
 
 
 @dataclass
@@ -170,3 +174,15 @@ async def test_unreachable_redis_is_a_broker_connection_error(
             await engine.new_context().event_broker().publish_now("s", "x")
     finally:
         await engine.aclose()
+
+
+async def test_a_meta_mapping_writes_the_fields_fluxaorm_wrote_for_meta_named_stream_and_body(
+    broker: AsyncEventBroker, rclient: redis.Redis
+) -> None:
+    golden = json.loads(GOLDEN.read_text())
+    (go,) = [e for e in golden["entries"] if e["case"] == "meta_names"]
+    go_fields = [(k.encode(), bytes.fromhex(v)) for k, v in go["fields_hex"]]
+    broker.publish("test-stream", "v", meta={"kind": "meta_names", "stream": "x", "body": "y"})
+    await broker.flush()
+    ((_, fields),) = rclient.xrange("test-stream")
+    assert list(fields.items()) == go_fields  # the same fields, in the same order

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -22,6 +24,8 @@ from fluxabee import (
     WrongTypeError,
 )
 from tests.servers import RedisServer, free_port
+
+GOLDEN = Path(__file__).resolve().parents[1] / "unit" / "data" / "fluxaorm_entries.json"
 
 
 @dataclass
@@ -167,3 +171,15 @@ def test_unreachable_redis_is_a_broker_connection_error(
             engine.new_context().event_broker().publish_now("s", "x")
     finally:
         engine.close()
+
+
+def test_a_meta_mapping_writes_the_fields_fluxaorm_wrote_for_meta_named_stream_and_body(
+    broker: EventBroker, rclient: redis.Redis
+) -> None:
+    golden = json.loads(GOLDEN.read_text())
+    (go,) = [e for e in golden["entries"] if e["case"] == "meta_names"]
+    go_fields = [(k.encode(), bytes.fromhex(v)) for k, v in go["fields_hex"]]
+    broker.publish("test-stream", "v", meta={"kind": "meta_names", "stream": "x", "body": "y"})
+    broker.flush()
+    ((_, fields),) = rclient.xrange("test-stream")
+    assert list(fields.items()) == go_fields  # the same fields, in the same order

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 from typing import Any
 
 import pytest
@@ -248,7 +249,7 @@ def test_lists_are_stored_as_tuples() -> None:
         ({"default": ["x"]}, "default:"),
         (
             {"default": {"mysql": "x"}},
-            "default.mysql: unknown key (expected one of: redis, streams)",
+            "default.mysql: unknown key (expected one of: redis, streams, cluster",
         ),
         ({"default": {"redis": 6379}}, "default.redis"),
         ({"default": {"redis": None}}, "default.redis"),
@@ -363,3 +364,84 @@ def test_equal_configs_hash_alike_and_replace_revalidates() -> None:
     assert pool.db == 1
     with pytest.raises(ConfigError):
         dataclasses.replace(config.pool("other"), database=2)
+
+
+# -- Cluster, Sentinel and TLS pools ------------------------------------------------------------
+
+
+def test_a_cluster_pool_takes_one_seed_or_a_list() -> None:
+    one = RedisPool(uri="10.0.0.1:7000", cluster=True, streams=["s"])
+    many = RedisPool(uri=["10.0.0.1:7000", "redis://10.0.0.2:7001"], cluster=True, streams=["s"])
+    assert one.topology == many.topology == "cluster"
+    assert many.urls == ("redis://10.0.0.1:7000/0", "redis://10.0.0.2:7001/0")
+    assert many.url == many.urls[0]
+    yaml_pool = Config.from_yaml(
+        "default:\n  cluster: true\n  redis: [10.0.0.1:7000, 10.0.0.2:7001]\n  streams: [s]\n"
+    ).redis_pools[0]
+    assert yaml_pool.urls == many.urls and yaml_pool.cluster
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"uri": ["a:1", "b:2"]}, "needs cluster=True"),
+        ({"uri": [], "cluster": True}, "expected a URI or a list"),
+        ({"uri": "a:1:3", "cluster": True}, "database 0 only"),
+        ({"uri": ["a:1:0", "redis://b:2/1"], "cluster": True}, "different databases"),
+        ({"uri": "unix:///tmp/r.sock", "cluster": True}, "not unix"),
+        ({"cluster": "yes"}, "cluster: expected true or false"),
+        ({"sentinels": ["s:26379"]}, "master_name: a Sentinel pool needs"),
+        ({"master_name": "m"}, "sentinels: master_name needs"),
+        ({"sentinels": "s:26379", "master_name": "m"}, "expected a list of host:port"),
+        ({"sentinels": ["s:1"], "master_name": "m", "cluster": True}, "not both"),
+        ({"ssl_ca_certs": "/ca.pem"}, "ssl_ca_certs: TLS options need a rediss:// uri"),
+        ({"uri": "rediss://h:1", "ssl_certfile": ""}, "ssl_certfile: expected a non-empty"),
+    ],
+)
+def test_bad_topologies_are_config_errors_naming_the_key(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        RedisPool(streams=["s"], **kwargs)
+
+
+def test_yaml_errors_of_topologies_name_the_yaml_key() -> None:
+    with pytest.raises(ConfigError, match=r"^jobs\.master_name: a Sentinel pool needs"):
+        Config.from_dict({"jobs": {"sentinels": ["s:26379"], "streams": ["s"]}})
+    with pytest.raises(ConfigError, match=r"^jobs\.cluster: expected true or false"):
+        Config.from_dict({"jobs": {"cluster": "yes", "streams": ["s"]}})
+    with pytest.raises(ConfigError, match=r"^jobs\.redis\[1\]: cannot parse"):
+        Config.from_dict({"jobs": {"cluster": True, "redis": ["a:1", "a b"], "streams": ["s"]}})
+
+
+def test_a_sentinel_pool_keeps_credentials_and_masks_every_password() -> None:
+    pool = RedisPool(
+        uri="redis://:m-pw@mymaster/2",
+        sentinels=["10.0.0.5:26379", "redis://10.0.0.6:26379"],
+        master_name="mymaster",
+        sentinel_password="s-pw",
+        streams=["s"],
+    )
+    assert pool.topology == "sentinel" and pool.db == 2
+    assert pool.sentinel_urls == (
+        "redis://:s-pw@10.0.0.5:26379/0",
+        "redis://:s-pw@10.0.0.6:26379/0",
+    )
+    text = repr(pool)
+    assert "m-pw" not in text and "s-pw" not in text
+    assert "sentinel_password='***'" in text and "master_name='mymaster'" in text
+
+
+def test_tls_files_go_into_the_url_the_connection_reads() -> None:
+    pool = RedisPool(
+        uri="rediss://h:6380/0",
+        ssl_ca_certs="/etc/ssl/ca.pem",
+        ssl_certfile="/etc/ssl/app pem",
+        ssl_keyfile="/etc/ssl/app.key",
+        streams=["s"],
+    )
+    assert pool.url == (
+        "rediss://h:6380/0?ssl_ca_certs=/etc/ssl/ca.pem&ssl_certfile=/etc/ssl/app%20pem"
+        "&ssl_keyfile=/etc/ssl/app.key"
+    )
+    assert "ssl_ca_certs='/etc/ssl/ca.pem'" in repr(pool)

@@ -11,9 +11,8 @@ turns out to be dead before it answered anything; and a script call that got NOS
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 
@@ -21,9 +20,9 @@ from .._backends import AsyncBackend, AsyncNetworkBackend, AsyncStream
 from .._connparams import ConnParams, conn_params
 from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .._outbox import DEFAULT_BULK_LIMIT
-from .._protocol import Command, command_name, pack_command
+from .._protocol import ASKING, Command, command_name, pack_command, split_packed
 from .._scripts import ScriptCall
-from ..config import Config, RedisPool
+from ..config import RedisPool
 from ..errors import (
     BrokerAuthenticationError,
     BrokerConnectionError,
@@ -33,6 +32,53 @@ from ..errors import (
     reply_error,
     translate_io_errors,
 )
+
+
+class AsyncCommands(Protocol):
+    """What consumers, locks and dead letters need of a client: commands for one slot.
+
+    A pool client of one server is one; on a Cluster it is the client of one slot.
+    """
+
+    @property
+    def where(self) -> str:
+        """The server's address for messages (never a password)."""
+
+    async def execute_packed(
+        self,
+        payload: bytes | list[bytes],
+        count: int,
+        *,
+        out: list[Any] | None = None,
+        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        retry_safe: bool = False,
+    ) -> list[Any]:
+        """Run ``count`` packed commands; one raw reply each (error replies in place)."""
+
+    async def execute(
+        self,
+        commands: Sequence[Command | ScriptCall],
+        *,
+        out: list[Any] | None = None,
+        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        retry_safe: bool = False,
+    ) -> list[Any]:
+        """Run ``commands``; one raw reply each (error replies in place)."""
+
+    async def call(
+        self,
+        command: Command | ScriptCall,
+        *,
+        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        retry_safe: bool = False,
+    ) -> Any:
+        """Run one command; an error reply is raised."""
+
+    async def bulk_limit(self) -> int:
+        """The server's ``proto-max-bulk-len``."""
+
+    def forget_bulk_limit(self) -> None:
+        """Ask for the limit again next time."""
 
 
 class _ErrorReply(Exception):
@@ -112,9 +158,11 @@ class AsyncPoolClient:
     connection, idle or in use, is known, so :meth:`aclose` also wakes a blocked read.
     """
 
-    def __init__(self, pool: RedisPool, backend: AsyncNetworkBackend) -> None:
+    def __init__(
+        self, pool: RedisPool, backend: AsyncNetworkBackend, params: ConnParams | None = None
+    ) -> None:
         self.pool = pool
-        self._params = conn_params(pool.url)
+        self._params = params or conn_params(pool.url)
         self._backend = backend
         self._idle: list[AsyncConnection] = []
         self._open: set[AsyncConnection] = set()
@@ -173,6 +221,7 @@ class AsyncPoolClient:
         out: list[Any] | None = None,
         timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
         retry_safe: bool = False,
+        asking: bool = False,
     ) -> list[Any]:
         """Send ``count`` pre-packed commands (bytes, or parts to send one after the
         other) and read one raw reply each.
@@ -180,9 +229,12 @@ class AsyncPoolClient:
         An error reply becomes a :class:`RedisReplyError` in its slot (the others go on).
         A connection failure raises :class:`BrokerConnectionError` (:class:`ClosedError`
         once the engine is closed); the replies read before it are already in ``out``
-        (pass a list to learn how far it got, even when cancelled).
+        (pass a list to learn how far it got, even when cancelled). ``asking``: each
+        command follows an ``ASKING`` (a Cluster ASK redirect), whose reply is dropped.
         """
         replies: list[Any] = [] if out is None else out
+        if asking:
+            return await self._asking(payload, count, replies, timeout)
         for attempt in (1, 2):
             conn, reused = await self._acquire()
             try:
@@ -206,6 +258,19 @@ class AsyncPoolClient:
             return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _asking(
+        self, payload: bytes | list[bytes], count: int, out: list[Any], timeout: float | None
+    ) -> list[Any]:
+        parts: list[bytes] = []
+        for part in split_packed(payload, count):
+            parts += (ASKING, part)
+        got: list[Any] = []
+        try:
+            await self.execute_packed(parts, 2 * count, out=got, timeout=timeout)
+        finally:
+            out.extend(got[1::2])  # the commands' replies, not ASKING's
+        return out
+
     async def execute(
         self,
         commands: Sequence[Command | ScriptCall],
@@ -213,6 +278,7 @@ class AsyncPoolClient:
         out: list[Any] | None = None,
         timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
         retry_safe: bool = False,
+        asking: bool = False,
     ) -> list[Any]:
         """Pack ``commands`` (script calls as EVALSHA once loaded) and run them.
 
@@ -223,7 +289,12 @@ class AsyncPoolClient:
         first = len(replies)
         packed = [self._pack(c) for c in commands]
         await self.execute_packed(
-            b"".join(packed), len(commands), out=replies, timeout=timeout, retry_safe=retry_safe
+            packed if asking else b"".join(packed),
+            len(commands),
+            out=replies,
+            timeout=timeout,
+            retry_safe=retry_safe,
+            asking=asking,
         )
         for index, command in enumerate(commands, first):
             reply = replies[index]
@@ -231,13 +302,13 @@ class AsyncPoolClient:
                 if isinstance(reply, RedisReplyError) and reply.prefix == "NOSCRIPT":
                     self._scripts.discard(command.script.sha)
                     again = await self.execute_packed(
-                        pack_command(command.as_eval()), 1, timeout=timeout
+                        pack_command(command.as_eval()), 1, timeout=timeout, asking=asking
                     )
                     reply = replies[index] = again[0]
                 if not isinstance(reply, RedisReplyError):
                     self._scripts.add(command.script.sha)
-            if isinstance(reply, RedisReplyError) and not reply.command:
-                replies[index] = _named(reply, command)
+            if isinstance(reply, RedisReplyError):
+                replies[index] = reply.naming(_name(command))
         return replies
 
     def _pack(self, command: Command | ScriptCall) -> bytes:
@@ -255,10 +326,20 @@ class AsyncPoolClient:
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised. Not resent unless ``retry_safe``."""
-        reply = (await self.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
-        if isinstance(reply, RedisReplyError):
-            raise reply
-        return reply
+        return await call_one(self, command, timeout, retry_safe)
+
+    # -- the topology surface: one node serves every slot ---------------------------
+
+    async def route(self, slots: Sequence[int]) -> list[tuple[AsyncPoolClient, list[int]]]:
+        """The node client for each group of ``slots`` (indexes): here, this one for all."""
+        return [(self, list(range(len(slots))))]
+
+    def for_slot(self, slot: int) -> AsyncPoolClient:
+        """The client for commands of ``slot``: this one."""
+        return self
+
+    def topology_changed(self) -> None:
+        """A reply said the topology changed (nothing to refresh for one server)."""
 
     async def bulk_limit(self) -> int:
         """The server's ``proto-max-bulk-len`` (asked once; 512 MB when CONFIG is refused)."""
@@ -285,54 +366,18 @@ class AsyncPoolClient:
             conn.abort()
 
 
-def _named(reply: RedisReplyError, command: Command | ScriptCall) -> RedisReplyError:
-    """The same error, naming the command that got it."""
-    name = (
-        f"EVALSHA {command.script.name}"
-        if isinstance(command, ScriptCall)
-        else command_name(command)
-    )
-    return type(reply)(str(reply), name)
+async def call_one(
+    client: AsyncCommands, command: Command | ScriptCall, timeout: float | None, retry_safe: bool
+) -> Any:
+    """Run one command on ``client``; its error reply is raised."""
+    reply = (await client.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
+    if isinstance(reply, RedisReplyError):
+        raise reply
+    return reply
 
 
-class AsyncClients:
-    """The pool clients of one engine, created on first use, one per pool code."""
-
-    def __init__(self, config: Config, backend: AsyncNetworkBackend | None = None) -> None:
-        self.config = config
-        self._backend = backend or AsyncNetworkBackend()
-        self._clients: dict[str, AsyncPoolClient] = {}
-        #: Locks being kept in the background; the engine releases them when it closes.
-        self.locks: set[Any] = set()
-        #: Set once the engine closed: every later use raises :class:`ClosedError`.
-        self.closed = False
-        #: The brokers of this engine's contexts (their buffers are counted on close).
-        self.brokers: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    def check_open(self) -> None:
-        """Raise :class:`ClosedError` when the engine is closed."""
-        if self.closed:
-            raise ClosedError("the engine is closed")
-
-    def client(self, code: str) -> AsyncPoolClient:
-        """The client of pool ``code`` (no IO: connections open on first command)."""
-        self.check_open()
-        found = self._clients.get(code)
-        if found is None:
-            found = self._clients[code] = AsyncPoolClient(self.config.pool(code), self._backend)
-        return found
-
-    def for_stream(self, stream: str) -> AsyncPoolClient:
-        """The client of the pool that holds ``stream`` (:class:`UnknownStreamError` if none)."""
-        return self.client(self.config.pool_for_stream(stream).code)
-
-    async def aclose(self) -> None:
-        """Release the locks still kept (stopping their keepers), then close every client."""
-        self.closed = True
-        try:
-            for lock in list(self.locks):
-                await lock.release()
-        finally:
-            clients, self._clients = list(self._clients.values()), {}
-            for found in clients:
-                await found.aclose()
+def _name(command: Command | ScriptCall) -> str:
+    """The name of a command for messages (``EVALSHA <script>`` for a script call)."""
+    if isinstance(command, ScriptCall):
+        return f"EVALSHA {command.script.name}"
+    return command_name(command)

@@ -23,7 +23,7 @@ from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from ..errors import ClosedError
 from ..event import AsyncEvent
-from .client import AsyncPoolClient
+from .client import AsyncCommands
 from .lock import AsyncLock
 
 logger = logging.getLogger("fluxabee")
@@ -42,7 +42,7 @@ class AsyncDriver:
     Pause on the stop flag; a failure is thrown back into the flow, which decides."""
 
     def __init__(
-        self, client: AsyncPoolClient, stop: AsyncFlag, observers: Observers | None = None
+        self, client: AsyncCommands, stop: AsyncFlag, observers: Observers | None = None
     ) -> None:
         self._client = client
         self._stop = stop
@@ -122,7 +122,7 @@ class AsyncConsumer:
     def __init__(
         self,
         *,
-        client: AsyncPoolClient,
+        client: AsyncCommands,
         stream: str,
         group: str,
         name: str,

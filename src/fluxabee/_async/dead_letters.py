@@ -9,11 +9,11 @@ from .._protocol import Arg, parse_entries, xadd_command
 from ..codec import split_fields
 from ..errors import RedisReplyError
 from ..event import AsyncDeadLetter, AsyncEvent, DeadLetter, Event
-from .client import AsyncPoolClient
+from .client import AsyncCommands
 
 
 async def read_dead_letters(
-    client: AsyncPoolClient, stream: str, count: int
+    client: AsyncCommands, stream: str, count: int
 ) -> list[AsyncDeadLetter]:
     """The oldest ``count`` dead letters of ``stream``."""
     key = dead_letter_key(stream)
@@ -40,7 +40,7 @@ async def read_dead_letters(
     return letters
 
 
-async def replay_dead_letters(client: AsyncPoolClient, stream: str) -> int:
+async def replay_dead_letters(client: AsyncCommands, stream: str) -> int:
     """Move every dead letter back to ``stream`` (XADD first, then XDEL); how many."""
     key = dead_letter_key(stream)
     source = stream.encode()

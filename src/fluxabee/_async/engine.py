@@ -17,7 +17,7 @@ from .._backends import AsyncBackend, AsyncNetworkBackend
 from .._observe import Observer, Observers, dispatcher
 from ..config import Config
 from .broker import AsyncEventBroker
-from .client import AsyncClients
+from .clients import AsyncClients
 
 logger = logging.getLogger("fluxabee")
 

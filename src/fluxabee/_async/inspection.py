@@ -26,7 +26,7 @@ from .._protocol import Entry, parse_entries, parse_xreadgroup
 from ..codec import split_fields
 from ..errors import InvalidArgumentError, NoGroupError
 from ..event import AsyncEvent, Event
-from .client import AsyncClients
+from .clients import AsyncClients
 
 
 async def _no_ack(event: AsyncEvent) -> None:

@@ -17,7 +17,7 @@ from .._actions import Lease
 from .._backends import AsyncBackend
 from .._scripts import lock_refresh, lock_release
 from ..errors import BrokerConnectionError, ClosedError
-from .client import AsyncPoolClient
+from .client import AsyncCommands
 
 logger = logging.getLogger("fluxabee")
 
@@ -26,7 +26,7 @@ class AsyncLock:
     """Keeps the lease of one ``consumer_single`` object alive in the background."""
 
     def __init__(
-        self, client: AsyncPoolClient, lease: Lease, *, owner: object, registry: set[Any]
+        self, client: AsyncCommands, lease: Lease, *, owner: object, registry: set[Any]
     ) -> None:
         self._client = client
         self.lease = lease

@@ -9,6 +9,7 @@ in :mod:`fluxabee._outbox`: none is lost, none is resent by the library itself.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,24 +17,32 @@ from typing import Any
 from .. import _validate as validate
 from .._actions import Lease
 from .._backends import SyncBackend
+from .._cluster import redirect_of
 from .._constants import (
     DEFAULT_LOCK_TTL,
     DEFAULT_MIN_IDLE,
+    DEFAULT_WAIT_TIMEOUT,
     GROUP_NAME,
     MANY_CONSUMER_PREFIX,
     SINGLE_CONSUMER_NAME,
 )
-from .._keys import lock_key
+from .._keys import key_slot, lock_key
 from .._observe import Observers
 from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
 from .._policy import RetryPolicy
-from .._protocol import many_consumer_name, pack_xadd, xadd_header
+from .._protocol import Arg, many_consumer_name, pack_command, pack_xadd, xadd_header
 from .._scripts import prune_consumers
 from .._stats import StreamStatistics, parse_statistics, statistics_commands
 from ..codec import entry_fields
-from ..errors import BrokerConnectionError, EventTooLargeError, InvalidArgumentError
+from ..errors import (
+    BrokerConnectionError,
+    EventTooLargeError,
+    InvalidArgumentError,
+    RedisReplyError,
+)
 from ..event import SyncDeadLetter
-from .client import Clients, PoolClient
+from .client import Commands
+from .clients import Clients, Pool
 from .consumer import Consumer
 from .dead_letters import read_dead_letters, replay_dead_letters
 from .inspection import Inspection
@@ -65,8 +74,8 @@ class EventBroker(Inspection):
         self._config = clients.config
         self._outbox = Outbox()
         self._flushing = SyncBackend.new_lock()
-        #: stream -> (pool code, packed ``XADD <stream> *`` header).
-        self._targets: dict[str, tuple[str, bytes]] = {}
+        #: stream -> (pool code, packed ``XADD <stream> *`` header, Cluster slot).
+        self._targets: dict[str, tuple[str, bytes, int]] = {}
         clients.brokers.add(self)
 
     # -- publishing ------------------------------------------------------------------
@@ -76,12 +85,14 @@ class EventBroker(Inspection):
         target = self._targets.get(stream)
         if target is None:
             pool = self._config.pool_for_stream(stream)
-            target = self._targets[stream] = (pool.code, xadd_header(stream))
+            target = (pool.code, xadd_header(stream), key_slot(stream))
+            self._targets[stream] = target
         observers = self._observers
         observed = None if observers is None else observers.publishing(stream, meta)
         fields = entry_fields(body, meta if observed is None else observed)
         size = len(fields[1]) if len(fields) == 2 else max(map(len, fields))
-        return Pending(target[0], stream, pack_xadd(target[1], fields), size, observed)
+        packed = pack_xadd(target[1], fields)
+        return Pending(target[0], stream, packed, size, target[2], observed)
 
     def publish(
         self,
@@ -109,13 +120,21 @@ class EventBroker(Inspection):
         """Drop every buffered event without sending it; returns how many were dropped."""
         return self._outbox.discard()
 
-    def flush(self) -> list[str]:
+    def flush(
+        self,
+        *,
+        wait_replicas: int | None = None,
+        timeout: float | _dt.timedelta = DEFAULT_WAIT_TIMEOUT,
+    ) -> list[str]:
         """Send every buffered event; return the new entry IDs in publish order.
 
-        One pipelined round trip per Redis pool; order within a stream is kept. Whatever
-        goes wrong (a dropped connection, an error reply, a cancellation, a
-        KeyboardInterrupt), every event Redis did not confirm stays buffered, in order, for
-        the next ``flush``; nothing is ever resent automatically.
+        One pipelined round trip per Redis node (one server, the master of a Sentinel
+        pool, or each Cluster master holding buffered streams, concurrently under asyncio);
+        order within a stream is kept. Whatever goes wrong (a dropped connection, an error
+        reply, a failover, a cancellation, a KeyboardInterrupt), every event Redis did not
+        confirm stays buffered, in order, for the next ``flush``; nothing is ever resent
+        automatically (a MOVED or ASK redirect, which means the command did not run, is
+        followed).
 
         - A connection failure part-way raises :class:`PartialFlushError` (a
           :class:`BrokerConnectionError`) whose ``ids`` say which events landed.
@@ -124,7 +143,14 @@ class EventBroker(Inspection):
           sent (Redis would drop the connection and every event behind it): it leaves the
           buffer and :class:`EventTooLargeError` names its stream, size and the limit,
           after the other events were sent.
+        - ``wait_replicas=N``: each node's pipeline ends with ``WAIT N timeout``; when fewer
+          replicas confirmed, :class:`ReplicationError` is raised, the landed events' IDs in
+          its ``ids`` (they left the buffer: they are on their master).
         """
+        wait: list[Arg] | None = None
+        if wait_replicas is not None:
+            replicas = validate.count(wait_replicas, "wait_replicas")
+            wait = [b"WAIT", replicas, validate.ms(timeout, "timeout", positive=True)]
         with self._flushing:
             flush = self._outbox.begin()
             if not flush.items:
@@ -132,30 +158,84 @@ class EventBroker(Inspection):
             started = time.perf_counter()
             try:
                 for code, indexes in flush.groups.items():
-                    self._flush_pool(flush, self._clients.client(code), indexes)
+                    self._flush_pool(flush, self._clients.client(code), indexes, wait)
             finally:
                 self._outbox.settle(flush)
                 if self._observers is not None:
                     self._observers.flushed(flush, time.perf_counter() - started)
             return flush.outcome()
 
-    def _flush_pool(self, flush: Flush, client: PoolClient, indexes: list[int]) -> None:
+    def _flush_pool(
+        self, flush: Flush, client: Pool, indexes: list[int], wait: list[Arg] | None
+    ) -> None:
+        try:
+            groups = client.route([flush.items[i].slot for i in indexes])
+        except BrokerConnectionError as exc:  # no slot map: nothing was sent
+            flush.record(indexes, [], exc)
+            return
+        redirected: list[int] = []
+        calls = [
+            functools.partial(
+                self._flush_node,
+                flush,
+                client,
+                node,
+                [indexes[j] for j in part],
+                wait=wait,
+                redirected=redirected,
+            )
+            for node, part in groups
+        ]
+        SyncBackend.gather(calls)
+        if redirected:  # the slot moved: those XADDs did not run; send them where it went
+            by_slot: dict[int, list[int]] = {}
+            for index in sorted(redirected):
+                by_slot.setdefault(flush.items[index].slot, []).append(index)
+            for slot, part in by_slot.items():
+                node = client.for_slot(slot)
+                self._flush_node(flush, client, node, part, wait=wait, redirected=None)
+
+    def _flush_node(
+        self,
+        flush: Flush,
+        client: Pool,
+        node: Commands,
+        indexes: list[int],
+        *,
+        wait: list[Arg] | None,
+        redirected: list[int] | None,
+    ) -> None:
         replies: list[Any] = []
         try:
             if flush.needs_limit(indexes):
-                indexes = flush.within_limit(indexes, client.bulk_limit())
-            if indexes:
-                payload = [flush.items[i].packed for i in indexes]
-                client.execute_packed(payload, len(indexes), out=replies)
+                indexes = flush.within_limit(indexes, node.bulk_limit())
+            if not indexes:
+                return
+            payload = [flush.items[i].packed for i in indexes]
+            if wait is not None:
+                payload.append(pack_command(wait))
+            node.execute_packed(payload, len(payload), out=replies)
         except BrokerConnectionError as exc:
+            client.topology_changed()
             flush.record(indexes, replies, exc)
+            return
         except BaseException:  # cancelled, interrupted, closed: settle what landed, go on up
             flush.record(indexes, replies)
             raise
-        else:
-            flush.record(indexes, replies)
+        events = replies[: len(indexes)]
+        if redirected is not None:
+            for position, reply in enumerate(events):
+                found = redirect_of(reply)
+                if found is not None:
+                    redirected.append(indexes[position])
+                    events[position] = None
+                    if not found.ask:
+                        client.topology_changed()
+        flush.record(indexes, events)
+        if wait is not None and len(replies) > len(indexes):
+            flush.replicas(int(wait[1]), replies[-1], node.where)
         if any(is_bulk_length_error(r) for r in replies):
-            client.forget_bulk_limit()
+            node.forget_bulk_limit()
 
     def publish_now(
         self,
@@ -185,7 +265,8 @@ class EventBroker(Inspection):
         return entry_id
 
     def _send_now(self, item: Pending) -> str:
-        stream, client = item.stream, self._clients.client(item.pool)
+        stream = item.stream
+        client = self._clients.for_stream(stream)
         if item.size > MIN_BULK_LIMIT:
             limit = client.bulk_limit()
             if item.size > limit:
@@ -195,6 +276,8 @@ class EventBroker(Inspection):
         reply = (client.execute_packed(item.packed, 1))[0]
         if is_bulk_length_error(reply):
             client.forget_bulk_limit()
+        if isinstance(reply, RedisReplyError):
+            raise reply.naming("XADD")
         if not isinstance(reply, bytes):
             raise reply
         return reply.decode()
@@ -306,15 +389,25 @@ class EventBroker(Inspection):
 
     def streams_statistics(self, *streams: str) -> list[StreamStatistics]:
         """Statistics of the named streams, or of every configured stream in config order;
-        one round trip per pool."""
+        one round trip per Redis node (per pool, unless it is a Cluster)."""
         names = list(streams or self._config.streams)
         by_pool: dict[str, list[str]] = {}
         for name in names:
             by_pool.setdefault(self._config.pool_for_stream(name).code, []).append(name)
         found: dict[str, StreamStatistics] = {}
         for code, members in by_pool.items():
-            commands = statistics_commands(members, GROUP_NAME)
-            replies = self._clients.client(code).execute(commands, retry_safe=True)
-            for stats in parse_statistics(members, code, GROUP_NAME, replies):
-                found[stats.stream] = stats
+            client = self._clients.client(code)
+            for attempt in (1, 2):
+                try:
+                    for node, part in client.route([key_slot(m) for m in members]):
+                        chosen = [members[i] for i in part]
+                        commands = statistics_commands(chosen, GROUP_NAME)
+                        replies = node.execute(commands, retry_safe=True)
+                        for stats in parse_statistics(chosen, code, GROUP_NAME, replies):
+                            found[stats.stream] = stats
+                    break
+                except RedisReplyError as exc:  # a slot moved between the map and the read
+                    if attempt == 2 or redirect_of(exc) is None:
+                        raise
+                    client.topology_changed()
         return [found[name] for name in names]

@@ -12,9 +12,8 @@ turns out to be dead before it answered anything; and a script call that got NOS
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 
@@ -22,9 +21,9 @@ from .._backends import SyncBackend, SyncNetworkBackend, SyncStream
 from .._connparams import ConnParams, conn_params
 from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .._outbox import DEFAULT_BULK_LIMIT
-from .._protocol import Command, command_name, pack_command
+from .._protocol import ASKING, Command, command_name, pack_command, split_packed
 from .._scripts import ScriptCall
-from ..config import Config, RedisPool
+from ..config import RedisPool
 from ..errors import (
     BrokerAuthenticationError,
     BrokerConnectionError,
@@ -34,6 +33,53 @@ from ..errors import (
     reply_error,
     translate_io_errors,
 )
+
+
+class Commands(Protocol):
+    """What consumers, locks and dead letters need of a client: commands for one slot.
+
+    A pool client of one server is one; on a Cluster it is the client of one slot.
+    """
+
+    @property
+    def where(self) -> str:
+        """The server's address for messages (never a password)."""
+
+    def execute_packed(
+        self,
+        payload: bytes | list[bytes],
+        count: int,
+        *,
+        out: list[Any] | None = None,
+        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        retry_safe: bool = False,
+    ) -> list[Any]:
+        """Run ``count`` packed commands; one raw reply each (error replies in place)."""
+
+    def execute(
+        self,
+        commands: Sequence[Command | ScriptCall],
+        *,
+        out: list[Any] | None = None,
+        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        retry_safe: bool = False,
+    ) -> list[Any]:
+        """Run ``commands``; one raw reply each (error replies in place)."""
+
+    def call(
+        self,
+        command: Command | ScriptCall,
+        *,
+        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        retry_safe: bool = False,
+    ) -> Any:
+        """Run one command; an error reply is raised."""
+
+    def bulk_limit(self) -> int:
+        """The server's ``proto-max-bulk-len``."""
+
+    def forget_bulk_limit(self) -> None:
+        """Ask for the limit again next time."""
 
 
 class _ErrorReply(Exception):
@@ -113,9 +159,11 @@ class PoolClient:
     connection, idle or in use, is known, so :meth:`close` also wakes a blocked read.
     """
 
-    def __init__(self, pool: RedisPool, backend: SyncNetworkBackend) -> None:
+    def __init__(
+        self, pool: RedisPool, backend: SyncNetworkBackend, params: ConnParams | None = None
+    ) -> None:
         self.pool = pool
-        self._params = conn_params(pool.url)
+        self._params = params or conn_params(pool.url)
         self._backend = backend
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
@@ -174,6 +222,7 @@ class PoolClient:
         out: list[Any] | None = None,
         timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
         retry_safe: bool = False,
+        asking: bool = False,
     ) -> list[Any]:
         """Send ``count`` pre-packed commands (bytes, or parts to send one after the
         other) and read one raw reply each.
@@ -181,9 +230,12 @@ class PoolClient:
         An error reply becomes a :class:`RedisReplyError` in its slot (the others go on).
         A connection failure raises :class:`BrokerConnectionError` (:class:`ClosedError`
         once the engine is closed); the replies read before it are already in ``out``
-        (pass a list to learn how far it got, even when cancelled).
+        (pass a list to learn how far it got, even when cancelled). ``asking``: each
+        command follows an ``ASKING`` (a Cluster ASK redirect), whose reply is dropped.
         """
         replies: list[Any] = [] if out is None else out
+        if asking:
+            return self._asking(payload, count, replies, timeout)
         for attempt in (1, 2):
             conn, reused = self._acquire()
             try:
@@ -207,6 +259,19 @@ class PoolClient:
             return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _asking(
+        self, payload: bytes | list[bytes], count: int, out: list[Any], timeout: float | None
+    ) -> list[Any]:
+        parts: list[bytes] = []
+        for part in split_packed(payload, count):
+            parts += (ASKING, part)
+        got: list[Any] = []
+        try:
+            self.execute_packed(parts, 2 * count, out=got, timeout=timeout)
+        finally:
+            out.extend(got[1::2])  # the commands' replies, not ASKING's
+        return out
+
     def execute(
         self,
         commands: Sequence[Command | ScriptCall],
@@ -214,6 +279,7 @@ class PoolClient:
         out: list[Any] | None = None,
         timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
         retry_safe: bool = False,
+        asking: bool = False,
     ) -> list[Any]:
         """Pack ``commands`` (script calls as EVALSHA once loaded) and run them.
 
@@ -224,19 +290,26 @@ class PoolClient:
         first = len(replies)
         packed = [self._pack(c) for c in commands]
         self.execute_packed(
-            b"".join(packed), len(commands), out=replies, timeout=timeout, retry_safe=retry_safe
+            packed if asking else b"".join(packed),
+            len(commands),
+            out=replies,
+            timeout=timeout,
+            retry_safe=retry_safe,
+            asking=asking,
         )
         for index, command in enumerate(commands, first):
             reply = replies[index]
             if isinstance(command, ScriptCall):
                 if isinstance(reply, RedisReplyError) and reply.prefix == "NOSCRIPT":
                     self._scripts.discard(command.script.sha)
-                    again = self.execute_packed(pack_command(command.as_eval()), 1, timeout=timeout)
+                    again = self.execute_packed(
+                        pack_command(command.as_eval()), 1, timeout=timeout, asking=asking
+                    )
                     reply = replies[index] = again[0]
                 if not isinstance(reply, RedisReplyError):
                     self._scripts.add(command.script.sha)
-            if isinstance(reply, RedisReplyError) and not reply.command:
-                replies[index] = _named(reply, command)
+            if isinstance(reply, RedisReplyError):
+                replies[index] = reply.naming(_name(command))
         return replies
 
     def _pack(self, command: Command | ScriptCall) -> bytes:
@@ -254,10 +327,20 @@ class PoolClient:
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised. Not resent unless ``retry_safe``."""
-        reply = (self.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
-        if isinstance(reply, RedisReplyError):
-            raise reply
-        return reply
+        return call_one(self, command, timeout, retry_safe)
+
+    # -- the topology surface: one node serves every slot ---------------------------
+
+    def route(self, slots: Sequence[int]) -> list[tuple[PoolClient, list[int]]]:
+        """The node client for each group of ``slots`` (indexes): here, this one for all."""
+        return [(self, list(range(len(slots))))]
+
+    def for_slot(self, slot: int) -> PoolClient:
+        """The client for commands of ``slot``: this one."""
+        return self
+
+    def topology_changed(self) -> None:
+        """A reply said the topology changed (nothing to refresh for one server)."""
 
     def bulk_limit(self) -> int:
         """The server's ``proto-max-bulk-len`` (asked once; 512 MB when CONFIG is refused)."""
@@ -282,54 +365,18 @@ class PoolClient:
             conn.abort()
 
 
-def _named(reply: RedisReplyError, command: Command | ScriptCall) -> RedisReplyError:
-    """The same error, naming the command that got it."""
-    name = (
-        f"EVALSHA {command.script.name}"
-        if isinstance(command, ScriptCall)
-        else command_name(command)
-    )
-    return type(reply)(str(reply), name)
+def call_one(
+    client: Commands, command: Command | ScriptCall, timeout: float | None, retry_safe: bool
+) -> Any:
+    """Run one command on ``client``; its error reply is raised."""
+    reply = (client.execute([command], timeout=timeout, retry_safe=retry_safe))[0]
+    if isinstance(reply, RedisReplyError):
+        raise reply
+    return reply
 
 
-class Clients:
-    """The pool clients of one engine, created on first use, one per pool code."""
-
-    def __init__(self, config: Config, backend: SyncNetworkBackend | None = None) -> None:
-        self.config = config
-        self._backend = backend or SyncNetworkBackend()
-        self._clients: dict[str, PoolClient] = {}
-        #: Locks being kept in the background; the engine releases them when it closes.
-        self.locks: set[Any] = set()
-        #: Set once the engine closed: every later use raises :class:`ClosedError`.
-        self.closed = False
-        #: The brokers of this engine's contexts (their buffers are counted on close).
-        self.brokers: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    def check_open(self) -> None:
-        """Raise :class:`ClosedError` when the engine is closed."""
-        if self.closed:
-            raise ClosedError("the engine is closed")
-
-    def client(self, code: str) -> PoolClient:
-        """The client of pool ``code`` (no IO: connections open on first command)."""
-        self.check_open()
-        found = self._clients.get(code)
-        if found is None:
-            found = self._clients[code] = PoolClient(self.config.pool(code), self._backend)
-        return found
-
-    def for_stream(self, stream: str) -> PoolClient:
-        """The client of the pool that holds ``stream`` (:class:`UnknownStreamError` if none)."""
-        return self.client(self.config.pool_for_stream(stream).code)
-
-    def close(self) -> None:
-        """Release the locks still kept (stopping their keepers), then close every client."""
-        self.closed = True
-        try:
-            for lock in list(self.locks):
-                lock.release()
-        finally:
-            clients, self._clients = list(self._clients.values()), {}
-            for found in clients:
-                found.close()
+def _name(command: Command | ScriptCall) -> str:
+    """The name of a command for messages (``EVALSHA <script>`` for a script call)."""
+    if isinstance(command, ScriptCall):
+        return f"EVALSHA {command.script.name}"
+    return command_name(command)

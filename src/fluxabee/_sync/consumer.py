@@ -24,7 +24,7 @@ from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from ..errors import ClosedError
 from ..event import SyncEvent
-from .client import PoolClient
+from .client import Commands
 from .lock import Lock
 
 logger = logging.getLogger("fluxabee")
@@ -43,7 +43,7 @@ class Driver:
     Pause on the stop flag; a failure is thrown back into the flow, which decides."""
 
     def __init__(
-        self, client: PoolClient, stop: SyncFlag, observers: Observers | None = None
+        self, client: Commands, stop: SyncFlag, observers: Observers | None = None
     ) -> None:
         self._client = client
         self._stop = stop
@@ -123,7 +123,7 @@ class Consumer:
     def __init__(
         self,
         *,
-        client: PoolClient,
+        client: Commands,
         stream: str,
         group: str,
         name: str,

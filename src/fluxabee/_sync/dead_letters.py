@@ -10,10 +10,10 @@ from .._protocol import Arg, parse_entries, xadd_command
 from ..codec import split_fields
 from ..errors import RedisReplyError
 from ..event import DeadLetter, Event, SyncDeadLetter, SyncEvent
-from .client import PoolClient
+from .client import Commands
 
 
-def read_dead_letters(client: PoolClient, stream: str, count: int) -> list[SyncDeadLetter]:
+def read_dead_letters(client: Commands, stream: str, count: int) -> list[SyncDeadLetter]:
     """The oldest ``count`` dead letters of ``stream``."""
     key = dead_letter_key(stream)
     raw = client.call([b"XRANGE", key, b"-", b"+", b"COUNT", count], retry_safe=True)
@@ -39,7 +39,7 @@ def read_dead_letters(client: PoolClient, stream: str, count: int) -> list[SyncD
     return letters
 
 
-def replay_dead_letters(client: PoolClient, stream: str) -> int:
+def replay_dead_letters(client: Commands, stream: str) -> int:
     """Move every dead letter back to ``stream`` (XADD first, then XDEL); how many."""
     key = dead_letter_key(stream)
     source = stream.encode()

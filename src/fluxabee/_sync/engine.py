@@ -18,7 +18,7 @@ from .._backends import SyncBackend, SyncNetworkBackend
 from .._observe import Observer, Observers, dispatcher
 from ..config import Config
 from .broker import EventBroker
-from .client import Clients
+from .clients import Clients
 
 logger = logging.getLogger("fluxabee")
 

@@ -27,7 +27,7 @@ from .._protocol import Entry, parse_entries, parse_xreadgroup
 from ..codec import split_fields
 from ..errors import InvalidArgumentError, NoGroupError
 from ..event import Event, SyncEvent
-from .client import Clients
+from .clients import Clients
 
 
 def _no_ack(event: SyncEvent) -> None:

@@ -18,7 +18,7 @@ from .._actions import Lease
 from .._backends import SyncBackend
 from .._scripts import lock_refresh, lock_release
 from ..errors import BrokerConnectionError, ClosedError
-from .client import PoolClient
+from .client import Commands
 
 logger = logging.getLogger("fluxabee")
 
@@ -27,7 +27,7 @@ class Lock:
     """Keeps the lease of one ``consumer_single`` object alive in the background."""
 
     def __init__(
-        self, client: PoolClient, lease: Lease, *, owner: object, registry: set[Any]
+        self, client: Commands, lease: Lease, *, owner: object, registry: set[Any]
     ) -> None:
         self._client = client
         self.lease = lease
