@@ -52,6 +52,7 @@ NAME_SUBS: list[tuple[str, str]] = [
     (r"\bAsyncStream\b", "SyncStream"),
     (r"\bAsyncClients\b", "Clients"),
     (r"\bAsyncLock\b", "Lock"),
+    (r"\bAsyncInspection\b", "Inspection"),
     (r"\bAsyncFlag\b", "SyncFlag"),
     # test helpers
     (r"\bAsyncFaultyBackend\b", "SyncFaultyBackend"),

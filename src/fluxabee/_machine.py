@@ -42,6 +42,7 @@ from typing import Any
 from ._actions import Flow, Hand, Lease, Pause, Send
 from ._constants import BLOCK_READ_MARGIN, CLAIM_PENDING_SCAN, MAX_REMEMBERED_ERRORS
 from ._keys import dead_letter_key
+from ._observe import Observers
 from ._policy import RetryPolicy, dead_letter_fields, error_text, reconnect_delay
 from ._protocol import (
     Arg,
@@ -114,6 +115,7 @@ class ConsumerMachine:
         lease: Lease | None = None,
         rand: Callable[[], float] = random.random,
         settings: Stream | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.stream = stream
         self.group = group
@@ -124,6 +126,8 @@ class ConsumerMachine:
         self._clock = clock
         self._wall_ms = wall_ms
         self._rand = rand
+        #: Told of acks, retries, dead letters and claims (``None`` when nobody listens).
+        self.observers = observers
         #: The group was created (or found) since the last reset.
         self.group_ready = False
         #: Re-read this consumer's own pending entries before asking for new ones.
@@ -290,6 +294,8 @@ class ConsumerMachine:
         live = [e for e in entries if e.fields is not None]
         if claimed.holes:  # Redis 6.2: deleted entries, claimed as bare nils, now ours
             yield from self._ack_holes(start, claimed.cursor, {e.id for e in entries})
+        if live and self.observers:
+            self.observers.claimed(self.stream, self.group, self.name, len(live))
         if live:
             scan = pending_command(
                 self.stream,
@@ -389,6 +395,8 @@ class ConsumerMachine:
             return
         yield from self.ack([event.id])
         event.acked = True
+        if self.observers:
+            self.observers.acked(self.stream, self.group, 1)
 
     def dead_letter(self, events: list[Event[Any]], handed: list[int]) -> Flow[None]:
         """XADD ``events`` to ``{stream}:dead``, then ack from the stream those Redis confirmed.
@@ -418,6 +426,8 @@ class ConsumerMachine:
             yield from self.ack([e.id for e in moved])
             for event in moved:
                 event.acked = True
+            if self.observers:
+                self.observers.dead_lettered(self.stream, self.group, moved)
         for event, times in zip(events, handed, strict=True):
             if event.acked:
                 logger.warning(
@@ -459,6 +469,8 @@ class ConsumerMachine:
             yield from self.ack(rest)
             for event in events:
                 event.acked = True
+            if self.observers:
+                self.observers.acked(self.stream, self.group, len(rest))
         return None
 
     # -- the public flows ----------------------------------------------------------------
@@ -520,6 +532,8 @@ class ConsumerMachine:
             yield from self.dead_letter(failed, handed=[e.delivery_count for e in failed])
             failed = []
         if failed:
+            if self.observers:
+                self.observers.retried(self.stream, self.group, failed)
             delay = self.backoff(failed)
             if self.lease is not None:
                 yield Pause(delay)  # keep the order: nothing moves past a failed event
@@ -532,6 +546,8 @@ class ConsumerMachine:
         handled = 0
         still: list[Event[Any]] = []
         for index, previous in enumerate(failed):
+            if self.observers:
+                self.observers.retried(self.stream, self.group, [previous])
             events = yield from self.prepare((yield from self._redeliver([previous.id])))
             if not events:
                 continue  # acked meanwhile, claimed by another consumer, or dead-lettered

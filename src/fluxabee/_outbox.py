@@ -10,6 +10,7 @@ next ``flush``. Nothing is ever resent by the library itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,8 @@ DEFAULT_BULK_LIMIT = 512 * 1024 * 1024
 
 @dataclass(slots=True)
 class Pending:
-    """One buffered event: its pool, stream, packed XADD and longest field, in bytes."""
+    """One buffered event: its pool, stream, packed XADD and longest field, in bytes (and
+    its meta, kept only when observers listen)."""
 
     pool: str
     stream: str
@@ -39,6 +41,7 @@ class Pending:
     size: int
     #: The stream's Cluster slot (where the event goes on a Cluster pool).
     slot: int = 0
+    meta: Mapping[str, str] | None = None
 
 
 def is_bulk_length_error(reply: Any) -> bool:

@@ -25,6 +25,7 @@ from .._constants import (
     SINGLE_CONSUMER_NAME,
 )
 from .._keys import key_slot, lock_key
+from .._observe import Observers
 from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
 from .._policy import RetryPolicy
 from .._protocol import Arg, many_consumer_name, pack_command, pack_xadd, xadd_header
@@ -45,6 +46,7 @@ from .client import AsyncCommands
 from .clients import AsyncClients, AsyncPool
 from .consumer import AsyncConsumer, AsyncDriver
 from .dead_letters import read_dead_letters, replay_dead_letters
+from .inspection import AsyncInspection
 
 
 def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapping[str, Any]:
@@ -60,11 +62,16 @@ def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapp
     return {**meta, **meta_kw}
 
 
-class AsyncEventBroker:
-    """Publishes to and reads from the streams of a config. Get it from a context."""
+class AsyncEventBroker(AsyncInspection):
+    """Publishes to and reads from the streams of a config. Get it from a context.
 
-    def __init__(self, clients: AsyncClients) -> None:
+    Looking without consuming (``peek``, ``peek_after``, ``pending_entries``,
+    ``claim_pending``) comes from :class:`~fluxabee._async.inspection.AsyncInspection`.
+    """
+
+    def __init__(self, clients: AsyncClients, observers: Observers | None = None) -> None:
         self._clients = clients
+        self._observers = observers
         self._config = clients.config
         self._outbox = Outbox()
         self._flushing = AsyncBackend.new_lock()
@@ -81,9 +88,12 @@ class AsyncEventBroker:
             pool = self._config.pool_for_stream(stream)
             target = (pool.code, xadd_header(stream), key_slot(stream))
             self._targets[stream] = target
-        fields = entry_fields(body, meta)
+        observers = self._observers
+        observed = None if observers is None else observers.publishing(stream, meta)
+        fields = entry_fields(body, meta if observed is None else observed)
         size = len(fields[1]) if len(fields) == 2 else max(map(len, fields))
-        return Pending(target[0], stream, pack_xadd(target[1], fields), size, target[2])
+        packed = pack_xadd(target[1], fields)
+        return Pending(target[0], stream, packed, size, target[2], observed)
 
     def publish(
         self,
@@ -146,11 +156,14 @@ class AsyncEventBroker:
             flush = self._outbox.begin()
             if not flush.items:
                 return []
+            started = time.perf_counter()
             try:
                 for code, indexes in flush.groups.items():
                     await self._flush_pool(flush, self._clients.client(code), indexes, wait)
             finally:
                 self._outbox.settle(flush)
+                if self._observers is not None:
+                    self._observers.flushed(flush, time.perf_counter() - started)
             return flush.outcome()
 
     async def _flush_pool(
@@ -240,6 +253,20 @@ class AsyncEventBroker:
         :class:`EventTooLargeError` without being sent.
         """
         item = self._pack(stream, body, _merge_meta(meta, meta_kw))
+        observers = self._observers
+        if observers is None:
+            return await self._send_now(item)
+        started = time.perf_counter()
+        try:
+            entry_id = await self._send_now(item)
+        except BaseException as exc:
+            observers.sent_now(item, None, started, exc)
+            raise
+        observers.sent_now(item, entry_id, started, None)
+        return entry_id
+
+    async def _send_now(self, item: Pending) -> str:
+        stream = item.stream
         client = self._clients.for_stream(stream)
         if item.size > MIN_BULK_LIMIT:
             limit = await client.bulk_limit()
@@ -300,6 +327,7 @@ class AsyncEventBroker:
             lease=Lease(lock_key(stream, group), ttl, clock=time.monotonic),
             locks=self._clients.locks,
             settings=settings,
+            observers=self._observers,
         )
 
     def consumer_many(
@@ -330,6 +358,7 @@ class AsyncEventBroker:
             lease=None,
             locks=self._clients.locks,
             settings=settings,
+            observers=self._observers,
         )
 
     @staticmethod

@@ -19,6 +19,7 @@ from .._actions import Flow, Hand, Lease, Probe, Send
 from .._backends import AsyncBackend, AsyncFlag
 from .._constants import RUN_BLOCK_SLICE
 from .._machine import ConsumerMachine
+from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from .._streamconfig import Stream
 from ..errors import ClosedError
@@ -42,9 +43,12 @@ class AsyncDriver:
     Pause on the stop flag, each Probe on the client's feature cache; a failure is thrown
     back into the flow, which decides."""
 
-    def __init__(self, client: AsyncCommands, stop: AsyncFlag) -> None:
+    def __init__(
+        self, client: AsyncCommands, stop: AsyncFlag, observers: Observers | None = None
+    ) -> None:
         self._client = client
         self._stop = stop
+        self._observers = observers
         self.machine: ConsumerMachine | None = None
 
     async def drive(self, flow: Flow[T], handler: Any = None) -> T:
@@ -52,6 +56,7 @@ class AsyncDriver:
         result: Any = None
         error: BaseException | None = None
         client = self._client
+        observers = self._observers
         while True:
             try:
                 action = flow.send(result) if error is None else flow.throw(error)
@@ -73,13 +78,37 @@ class AsyncDriver:
                             action.commands, timeout=action.timeout, retry_safe=action.retry_safe
                         )
                 elif isinstance(action, Hand):
-                    result = await AsyncBackend.hand(handler, action.events)
+                    if observers is not None:
+                        result = await self._observed_hand(observers, handler, action.events)
+                    else:
+                        result = await AsyncBackend.hand(handler, action.events)
                 elif isinstance(action, Probe):
                     result = await client.has_command(action.command)
                 else:
                     result = await self._stop.wait(action.seconds)
             except BaseException as exc:  # thrown into the flow: it decides
                 error = exc
+
+    async def _observed_hand(
+        self, observers: Observers, handler: Any, events: list[Any]
+    ) -> Exception | None:
+        """The hand-over, between the observers' ``handling`` and ``handled``."""
+        machine = self.machine
+        assert machine is not None
+        batch = Batch(machine.stream, machine.group, machine.name, events)
+        observers.handling(batch)
+        started = time.perf_counter()
+        try:
+            result = await AsyncBackend.hand(handler, events)
+        except BaseException as exc:
+            batch.error = exc
+            raise
+        else:
+            batch.error = result
+        finally:
+            batch.seconds = time.perf_counter() - started
+            observers.handled(batch)
+        return result
 
     async def ack_event(self, event: AsyncEvent) -> None:
         """``event.ack()``."""
@@ -107,6 +136,7 @@ class AsyncConsumer:
         lease: Lease | None,
         locks: set[Any],
         settings: Stream | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self._stream = stream
         self._group = group
@@ -119,7 +149,7 @@ class AsyncConsumer:
         if lease is not None:
             self._lock = AsyncLock(client, lease, owner=self, registry=locks)
             lease.on_confirm = self._lock.ensure_keeper
-        self._driver = AsyncDriver(client, self._stop)
+        self._driver = AsyncDriver(client, self._stop, observers)
         self._machine = self._driver.machine = ConsumerMachine(
             stream=stream,
             group=group,
@@ -130,6 +160,7 @@ class AsyncConsumer:
             wall_ms=_wall_ms,
             lease=lease,
             settings=settings,
+            observers=observers,
         )
 
     @property

@@ -10,9 +10,11 @@ raise :class:`~fluxabee.ClosedError`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from types import TracebackType
 
 from .._backends import AsyncBackend, AsyncNetworkBackend
+from .._observe import Observer, Observers, dispatcher
 from ..config import Config
 from .broker import AsyncEventBroker
 from .clients import AsyncClients
@@ -24,14 +26,21 @@ class AsyncEngine:
     """Owns the Redis pools of a :class:`~fluxabee.Config`; makes contexts.
 
     ``network_backend`` opens the connections (the default: TCP, TLS or unix sockets);
-    inject one to wrap them, as httpcore's ``network_backend``.
+    inject one to wrap them, as httpcore's ``network_backend``. ``observers``
+    (:class:`~fluxabee.Observer`) hear about every publish, hand-over, ack, retry, dead
+    letter and claim of the engine's brokers and consumers (metrics, traces).
     """
 
     def __init__(
-        self, config: Config, *, network_backend: AsyncNetworkBackend | None = None
+        self,
+        config: Config,
+        *,
+        network_backend: AsyncNetworkBackend | None = None,
+        observers: Iterable[Observer] = (),
     ) -> None:
         #: The configuration this engine serves.
         self.config = config
+        self._observers = dispatcher(observers)
         self._clients = AsyncClients(config, network_backend)
 
     @property
@@ -42,7 +51,7 @@ class AsyncEngine:
     def new_context(self) -> AsyncContext:
         """A new context, with its own event broker and publish buffer (no IO)."""
         self._clients.check_open()
-        return AsyncContext(self._clients)
+        return AsyncContext(self._clients, self._observers)
 
     async def aclose(self) -> None:
         """Release the ``consumer_single`` locks, close every Redis connection (a blocked
@@ -82,8 +91,9 @@ class AsyncEngine:
 class AsyncContext:
     """A unit of work: holds one event broker (the same object on every call)."""
 
-    def __init__(self, clients: AsyncClients) -> None:
+    def __init__(self, clients: AsyncClients, observers: Observers | None = None) -> None:
         self._clients = clients
+        self._observers = observers
         self._broker: AsyncEventBroker | None = None
 
     @property
@@ -95,5 +105,5 @@ class AsyncContext:
         """This context's event broker (created on first call, then reused)."""
         self._clients.check_open()
         if self._broker is None:
-            self._broker = AsyncEventBroker(self._clients)
+            self._broker = AsyncEventBroker(self._clients, self._observers)
         return self._broker

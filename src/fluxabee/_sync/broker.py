@@ -26,6 +26,7 @@ from .._constants import (
     SINGLE_CONSUMER_NAME,
 )
 from .._keys import key_slot, lock_key
+from .._observe import Observers
 from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
 from .._policy import RetryPolicy
 from .._protocol import Arg, many_consumer_name, pack_command, pack_xadd, xadd_header
@@ -46,6 +47,7 @@ from .client import Commands
 from .clients import Clients, Pool
 from .consumer import Consumer, Driver
 from .dead_letters import read_dead_letters, replay_dead_letters
+from .inspection import Inspection
 
 
 def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapping[str, Any]:
@@ -61,11 +63,16 @@ def _merge_meta(meta: Mapping[str, str] | None, meta_kw: dict[str, str]) -> Mapp
     return {**meta, **meta_kw}
 
 
-class EventBroker:
-    """Publishes to and reads from the streams of a config. Get it from a context."""
+class EventBroker(Inspection):
+    """Publishes to and reads from the streams of a config. Get it from a context.
 
-    def __init__(self, clients: Clients) -> None:
+    Looking without consuming (``peek``, ``peek_after``, ``pending_entries``,
+    ``claim_pending``) comes from :class:`~fluxabee._async.inspection.Inspection`.
+    """
+
+    def __init__(self, clients: Clients, observers: Observers | None = None) -> None:
         self._clients = clients
+        self._observers = observers
         self._config = clients.config
         self._outbox = Outbox()
         self._flushing = SyncBackend.new_lock()
@@ -82,9 +89,12 @@ class EventBroker:
             pool = self._config.pool_for_stream(stream)
             target = (pool.code, xadd_header(stream), key_slot(stream))
             self._targets[stream] = target
-        fields = entry_fields(body, meta)
+        observers = self._observers
+        observed = None if observers is None else observers.publishing(stream, meta)
+        fields = entry_fields(body, meta if observed is None else observed)
         size = len(fields[1]) if len(fields) == 2 else max(map(len, fields))
-        return Pending(target[0], stream, pack_xadd(target[1], fields), size, target[2])
+        packed = pack_xadd(target[1], fields)
+        return Pending(target[0], stream, packed, size, target[2], observed)
 
     def publish(
         self,
@@ -147,11 +157,14 @@ class EventBroker:
             flush = self._outbox.begin()
             if not flush.items:
                 return []
+            started = time.perf_counter()
             try:
                 for code, indexes in flush.groups.items():
                     self._flush_pool(flush, self._clients.client(code), indexes, wait)
             finally:
                 self._outbox.settle(flush)
+                if self._observers is not None:
+                    self._observers.flushed(flush, time.perf_counter() - started)
             return flush.outcome()
 
     def _flush_pool(
@@ -241,6 +254,20 @@ class EventBroker:
         :class:`EventTooLargeError` without being sent.
         """
         item = self._pack(stream, body, _merge_meta(meta, meta_kw))
+        observers = self._observers
+        if observers is None:
+            return self._send_now(item)
+        started = time.perf_counter()
+        try:
+            entry_id = self._send_now(item)
+        except BaseException as exc:
+            observers.sent_now(item, None, started, exc)
+            raise
+        observers.sent_now(item, entry_id, started, None)
+        return entry_id
+
+    def _send_now(self, item: Pending) -> str:
+        stream = item.stream
         client = self._clients.for_stream(stream)
         if item.size > MIN_BULK_LIMIT:
             limit = client.bulk_limit()
@@ -301,6 +328,7 @@ class EventBroker:
             lease=Lease(lock_key(stream, group), ttl, clock=time.monotonic),
             locks=self._clients.locks,
             settings=settings,
+            observers=self._observers,
         )
 
     def consumer_many(
@@ -331,6 +359,7 @@ class EventBroker:
             lease=None,
             locks=self._clients.locks,
             settings=settings,
+            observers=self._observers,
         )
 
     @staticmethod

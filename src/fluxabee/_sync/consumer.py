@@ -20,6 +20,7 @@ from .._actions import Flow, Hand, Lease, Probe, Send
 from .._backends import SyncBackend, SyncFlag
 from .._constants import RUN_BLOCK_SLICE
 from .._machine import ConsumerMachine
+from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from .._streamconfig import Stream
 from ..errors import ClosedError
@@ -43,9 +44,12 @@ class Driver:
     Pause on the stop flag, each Probe on the client's feature cache; a failure is thrown
     back into the flow, which decides."""
 
-    def __init__(self, client: Commands, stop: SyncFlag) -> None:
+    def __init__(
+        self, client: Commands, stop: SyncFlag, observers: Observers | None = None
+    ) -> None:
         self._client = client
         self._stop = stop
+        self._observers = observers
         self.machine: ConsumerMachine | None = None
 
     def drive(self, flow: Flow[T], handler: Any = None) -> T:
@@ -53,6 +57,7 @@ class Driver:
         result: Any = None
         error: BaseException | None = None
         client = self._client
+        observers = self._observers
         while True:
             try:
                 action = flow.send(result) if error is None else flow.throw(error)
@@ -74,13 +79,37 @@ class Driver:
                             action.commands, timeout=action.timeout, retry_safe=action.retry_safe
                         )
                 elif isinstance(action, Hand):
-                    result = SyncBackend.hand(handler, action.events)
+                    if observers is not None:
+                        result = self._observed_hand(observers, handler, action.events)
+                    else:
+                        result = SyncBackend.hand(handler, action.events)
                 elif isinstance(action, Probe):
                     result = client.has_command(action.command)
                 else:
                     result = self._stop.wait(action.seconds)
             except BaseException as exc:  # thrown into the flow: it decides
                 error = exc
+
+    def _observed_hand(
+        self, observers: Observers, handler: Any, events: list[Any]
+    ) -> Exception | None:
+        """The hand-over, between the observers' ``handling`` and ``handled``."""
+        machine = self.machine
+        assert machine is not None
+        batch = Batch(machine.stream, machine.group, machine.name, events)
+        observers.handling(batch)
+        started = time.perf_counter()
+        try:
+            result = SyncBackend.hand(handler, events)
+        except BaseException as exc:
+            batch.error = exc
+            raise
+        else:
+            batch.error = result
+        finally:
+            batch.seconds = time.perf_counter() - started
+            observers.handled(batch)
+        return result
 
     def ack_event(self, event: SyncEvent) -> None:
         """``event.ack()``."""
@@ -108,6 +137,7 @@ class Consumer:
         lease: Lease | None,
         locks: set[Any],
         settings: Stream | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self._stream = stream
         self._group = group
@@ -120,7 +150,7 @@ class Consumer:
         if lease is not None:
             self._lock = Lock(client, lease, owner=self, registry=locks)
             lease.on_confirm = self._lock.ensure_keeper
-        self._driver = Driver(client, self._stop)
+        self._driver = Driver(client, self._stop, observers)
         self._machine = self._driver.machine = ConsumerMachine(
             stream=stream,
             group=group,
@@ -131,6 +161,7 @@ class Consumer:
             wall_ms=_wall_ms,
             lease=lease,
             settings=settings,
+            observers=observers,
         )
 
     @property

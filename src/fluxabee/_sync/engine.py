@@ -11,9 +11,11 @@ raise :class:`~fluxabee.ClosedError`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from types import TracebackType
 
 from .._backends import SyncBackend, SyncNetworkBackend
+from .._observe import Observer, Observers, dispatcher
 from ..config import Config
 from .broker import EventBroker
 from .clients import Clients
@@ -25,14 +27,21 @@ class Engine:
     """Owns the Redis pools of a :class:`~fluxabee.Config`; makes contexts.
 
     ``network_backend`` opens the connections (the default: TCP, TLS or unix sockets);
-    inject one to wrap them, as httpcore's ``network_backend``.
+    inject one to wrap them, as httpcore's ``network_backend``. ``observers``
+    (:class:`~fluxabee.Observer`) hear about every publish, hand-over, ack, retry, dead
+    letter and claim of the engine's brokers and consumers (metrics, traces).
     """
 
     def __init__(
-        self, config: Config, *, network_backend: SyncNetworkBackend | None = None
+        self,
+        config: Config,
+        *,
+        network_backend: SyncNetworkBackend | None = None,
+        observers: Iterable[Observer] = (),
     ) -> None:
         #: The configuration this engine serves.
         self.config = config
+        self._observers = dispatcher(observers)
         self._clients = Clients(config, network_backend)
 
     @property
@@ -43,7 +52,7 @@ class Engine:
     def new_context(self) -> Context:
         """A new context, with its own event broker and publish buffer (no IO)."""
         self._clients.check_open()
-        return Context(self._clients)
+        return Context(self._clients, self._observers)
 
     def close(self) -> None:
         """Release the ``consumer_single`` locks, close every Redis connection (a blocked
@@ -83,8 +92,9 @@ class Engine:
 class Context:
     """A unit of work: holds one event broker (the same object on every call)."""
 
-    def __init__(self, clients: Clients) -> None:
+    def __init__(self, clients: Clients, observers: Observers | None = None) -> None:
         self._clients = clients
+        self._observers = observers
         self._broker: EventBroker | None = None
 
     @property
@@ -96,5 +106,5 @@ class Context:
         """This context's event broker (created on first call, then reused)."""
         self._clients.check_open()
         if self._broker is None:
-            self._broker = EventBroker(self._clients)
+            self._broker = EventBroker(self._clients, self._observers)
         return self._broker

@@ -1,0 +1,5 @@
+"""``python -m fluxabee``: the ``fluxabee`` command."""
+
+from fluxabee.cli import main
+
+main()

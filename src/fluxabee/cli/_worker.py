@@ -1,0 +1,232 @@
+"""``fluxabee worker module:handler --stream S``: run a handler with ``consumer.run``.
+
+The handler is a function (plain or ``async def``) taking a list of events, imported from
+a module on ``sys.path`` (the current directory first, as uvicorn and arq do). SIGTERM and
+SIGINT stop every consumer after the batch in hand, which is finished and acked; the
+command then exits 0. ``--metrics-port`` serves Prometheus metrics, ``--trace`` records
+OpenTelemetry spans through the globally configured tracer provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import click
+
+from .._async.engine import AsyncEngine
+from .._observe import Observer
+from .._policy import RetryPolicy
+from .._sync.consumer import Consumer
+from .._sync.engine import Engine
+from ..config import Config
+from ..errors import InvalidArgumentError
+from ._app import DURATION, Target, cli, err, target_options
+from ._format import age, plural
+
+logger = logging.getLogger("fluxabee")
+#: The choices of ``--log-level``.
+LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def load_handler(path: str) -> Callable[..., Any]:
+    """``package.module:function`` -> the function (the current directory is importable)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(f"expected MODULE:HANDLER, got {path!r}", param_hint="HANDLER")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        message = f"cannot import {module_name!r}: {exc}"
+        raise click.BadParameter(message, param_hint="HANDLER") from None
+    found: Any = module
+    for part in attr.split("."):
+        found = getattr(found, part, None)
+    if not callable(found):
+        raise click.BadParameter(f"{module_name!r} has no callable {attr!r}", param_hint="HANDLER")
+    return found  # type: ignore[no-any-return]
+
+
+def _observers(
+    config: Config, streams: list[str], port: int | None, address: str, trace: bool
+) -> list[Observer]:
+    observers: list[Observer] = []
+    if port is not None:
+        try:
+            import prometheus_client  # noqa: PLC0415 - an optional extra
+
+            from .._prometheus import PrometheusObserver, StatisticsCollector  # noqa: PLC0415
+        except ImportError:
+            raise click.UsageError(
+                "--metrics-port needs prometheus_client: pip install 'fluxabee[prometheus]'"
+            ) from None
+        observers.append(PrometheusObserver())
+        StatisticsCollector(config, streams=streams)
+        prometheus_client.start_http_server(port, addr=address)
+        err.print(f"fluxabee worker: metrics on http://{address}:{port}/metrics", markup=False)
+    if trace:
+        try:
+            from .._otel import TracingObserver  # noqa: PLC0415 - an optional extra
+        except ImportError:
+            raise click.UsageError(
+                "--trace needs opentelemetry-api: pip install 'fluxabee[otel]'"
+            ) from None
+        observers.append(TracingObserver())
+    return observers
+
+
+def _make(broker: Any, stream: str, single: bool, policy: RetryPolicy, min_idle: float) -> Any:
+    if single:
+        return broker.consumer_single(stream, retry_policy=policy)
+    return broker.consumer_many(stream, retry_policy=policy, min_idle=min_idle)
+
+
+def _run_sync(engine: Engine, handler: Any, streams: list[str], options: dict[str, Any]) -> int:
+    broker = engine.new_context().event_broker()
+    consumers: list[Consumer] = [
+        _make(broker, s, options["single"], options["policy"], options["min_idle"]) for s in streams
+    ]
+    totals = [0] * len(consumers)
+    failures: list[BaseException] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for consumer in consumers:
+            consumer.stop()
+
+    def work(index: int) -> None:
+        try:
+            with consumers[index] as consumer:
+                _started(consumer)
+                totals[index] = consumer.run(options["count"], options["block"], handler)
+        except BaseException as exc:
+            failures.append(exc)
+            stop(0, None)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        threads = [
+            threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(consumers))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    finally:
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
+    if failures:
+        raise failures[0]
+    return sum(totals)
+
+
+async def _run_async(
+    config: Config, observers: list[Observer], handler: Any, streams: list[str],
+    options: dict[str, Any],
+) -> int:  # fmt: skip
+    async with AsyncEngine(config, observers=observers) as engine:
+        broker = engine.new_context().event_broker()
+        consumers = [
+            _make(broker, s, options["single"], options["policy"], options["min_idle"])
+            for s in streams
+        ]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: [c.stop() for c in consumers])
+
+        async def work(consumer: Any) -> int:
+            async with consumer:
+                _started(consumer)
+                result: int = await consumer.run(options["count"], options["block"], handler)
+                return result
+
+        tasks = [asyncio.ensure_future(work(c)) for c in consumers]
+        try:
+            return sum(await asyncio.gather(*tasks))
+        except BaseException:
+            for consumer in consumers:
+                consumer.stop()
+            raise
+
+
+def _started(consumer: Any) -> None:
+    err.print(
+        f"fluxabee worker: consuming {consumer.stream} as {consumer.name} "
+        "(SIGTERM or Ctrl-C stops after the batch in hand)",
+        markup=False,
+    )
+
+
+@cli.command()
+@click.argument("handler_path", metavar="MODULE:HANDLER")
+@click.option("--single", is_flag=True, help="consumer_single: one process, in order.")
+@click.option("--count", default=100, show_default=True, type=click.IntRange(1),
+              help="Events per batch.")  # fmt: skip
+@click.option("--block", type=DURATION, default=5.0, show_default=True,
+              help="How long one read waits.")  # fmt: skip
+@click.option("--min-idle", type=DURATION, default=60.0, show_default=True,
+              help="Claim events pending this long on other consumers.")  # fmt: skip
+@click.option("--max-deliveries", default=10, show_default=True, type=click.IntRange(1),
+              help="Deliveries before an event goes to the dead letters.")  # fmt: skip
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics.")
+@click.option("--metrics-address", default="0.0.0.0", show_default=True,
+              help="Address of the metrics server.")  # fmt: skip
+@click.option("--trace", is_flag=True, help="OpenTelemetry spans (global tracer provider).")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(LEVELS, case_sensitive=False))  # fmt: skip
+@target_options
+def worker(
+    *,
+    target: Target,
+    handler_path: str,
+    single: bool,
+    count: int,
+    block: float,
+    min_idle: float,
+    max_deliveries: int,
+    metrics_port: int | None,
+    metrics_address: str,
+    trace: bool,
+    log_level: str,
+) -> int:
+    """Run MODULE:HANDLER on the events of every --stream until SIGTERM or Ctrl-C.
+
+    The handler takes a list of events (plain or async def). Failed events are retried
+    and dead-lettered by the retry policy; a stop finishes and acks the batch in hand.
+    """
+    handler = load_handler(handler_path)
+    if not target.streams:
+        raise click.UsageError("name the streams to consume with --stream")
+    config = target.config()
+    streams = list(target.streams)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    observers = _observers(config, streams, metrics_port, metrics_address, trace)
+    options = {
+        "single": single,
+        "count": count,
+        "block": block,
+        "min_idle": min_idle,
+        "policy": RetryPolicy(max_deliveries=max_deliveries),
+    }
+    if block <= 0:
+        raise InvalidArgumentError(f"--block must be above 0, got {age(block)}")
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - an object with async __call__
+    ):
+        total = asyncio.run(_run_async(config, observers, handler, streams, options))
+    else:
+        with Engine(config, observers=observers) as engine:
+            total = _run_sync(engine, handler, streams, options)
+    err.print(f"fluxabee worker: stopped after {plural(total, 'event')} acked", markup=False)
+    return 0
