@@ -39,11 +39,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from ._actions import Flow, Hand, Lease, Pause, Send
+from . import _runloop
+from ._actions import Flow, Hand, Lease, Send
 from ._constants import BLOCK_READ_MARGIN, CLAIM_PENDING_SCAN, MAX_REMEMBERED_ERRORS
 from ._keys import dead_letter_key
 from ._observe import Observers
-from ._policy import RetryPolicy, dead_letter_fields, error_text, reconnect_delay
+from ._policy import RetryPolicy, dead_letter_fields, error_text
 from ._protocol import (
     Arg,
     Entry,
@@ -72,7 +73,7 @@ from .event import Event
 logger = logging.getLogger("fluxabee")
 
 #: Cursor values that end an XAUTOCLAIM scan.
-_CURSOR_END = ("0-0", "0")
+CURSOR_END = ("0-0", "0")
 
 
 def _raise_errors(replies: list[Any]) -> list[Any]:
@@ -87,7 +88,8 @@ def _with_counts(entries: list[Entry], pending_reply: Any) -> list[Entry]:
     return [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
 
 
-def _log_failure(stream: str, events: list[Event[Any]], exc: BaseException) -> None:
+def log_failure(stream: str, events: list[Event[Any]], exc: BaseException) -> None:
+    """Log a handler failure with the events' IDs (the first twenty)."""
     shown = ", ".join(e.id for e in events[:20]) + (" ..." if len(events) > 20 else "")
     logger.error(
         "fluxabee: handler failed on %d events of %s (ids %s): %r",
@@ -311,7 +313,7 @@ class ConsumerMachine:
     def _ack_holes(self, start: str, cursor: str, claimed: set[str]) -> Flow[None]:
         """Ack what Redis 6.2's XAUTOCLAIM claimed as bare nils: own pending IDs of the range
         that it did not hand back and XRANGE lacks (deleted)."""
-        end = "+" if cursor in _CURSOR_END else "(" + cursor
+        end = "+" if cursor in CURSOR_END else "(" + cursor
         scan = pending_command(
             self.stream, self.group, self.name, CLAIM_PENDING_SCAN, start=start, end=end
         )
@@ -502,7 +504,7 @@ class ConsumerMachine:
                 if failure is not None:
                     raise failure
                 total += len(events)
-            if cursor in _CURSOR_END:
+            if cursor in CURSOR_END:
                 return total
             start = cursor
 
@@ -512,112 +514,9 @@ class ConsumerMachine:
         self.pending_first = True
         return bool(reply[0] == 1)
 
-    # -- run -----------------------------------------------------------------------------
+    # -- run (the flows live in _runloop) --------------------------------------------------
 
-    def deliver(self, events: list[Event[Any]]) -> Flow[int]:
-        """``run``'s hand-over: poison isolation, then backoff. Returns how many events ended
-        acked by a handler (also those it acked inside a batch that then raised)."""
-        if not events:
-            return 0
-        failure = yield from self.hand_over(events)
-        if failure is None:
-            return len(events)
-        _log_failure(self.stream, events, failure)
-        handled = sum(1 for e in events if e.acked)
-        failed = [e for e in events if not e.acked]
-        if len(events) > 1:
-            isolated, failed = yield from self._isolate(failed)
-            handled += isolated
-        elif self.policy.dead_letters_at_once(failure):
-            yield from self.dead_letter(failed, handed=[e.delivery_count for e in failed])
-            failed = []
-        if failed:
-            if self.observers:
-                self.observers.retried(self.stream, self.group, failed)
-            delay = self.backoff(failed)
-            if self.lease is not None:
-                yield Pause(delay)  # keep the order: nothing moves past a failed event
-            else:
-                self.pending_due = self._clock() + delay
-        return handled
-
-    def _isolate(self, failed: list[Event[Any]]) -> Flow[tuple[int, list[Event[Any]]]]:
-        """Hand each failed event again, alone; returns (handled, still failing)."""
-        handled = 0
-        still: list[Event[Any]] = []
-        for index, previous in enumerate(failed):
-            if self.observers:
-                self.observers.retried(self.stream, self.group, [previous])
-            events = yield from self.prepare((yield from self._redeliver([previous.id])))
-            if not events:
-                continue  # acked meanwhile, claimed by another consumer, or dead-lettered
-            failure = yield from self.hand_over(events)
-            if failure is None:
-                handled += 1
-                continue
-            _log_failure(self.stream, events, failure)
-            if self.policy.dead_letters_at_once(failure):
-                yield from self.dead_letter(events, handed=[events[0].delivery_count])
-                continue
-            still += events
-            if self.lease is not None:
-                still += failed[index + 1 :]  # consumer_single: the rest waits behind it
-                break
-        return handled, still
-
-    def claim_stale(self, count: int, min_idle_ms: int, stopped: Callable[[], bool]) -> Flow[int]:
-        """``run``'s claiming: every entry idle longer than ``min_idle_ms``, delivered."""
-        start, total = "0-0", 0
-        while not stopped():
-            entries, cursor = yield from self.claim(count, min_idle_ms, start)
-            total += yield from self.deliver((yield from self.prepare(entries)))
-            if cursor in _CURSOR_END:
-                break
-            start = cursor
-        return total
-
-    def run(
-        self,
-        count: int,
-        block_ms: int,
-        min_idle_ms: int,
-        stopped: Callable[[], bool],
-    ) -> Flow[int]:
-        """Read, deliver and claim until ``stopped()``; how many events handlers acked."""
-        total, attempt, outage_started = 0, 0, 0.0
-        claims = self.lease is None
-        next_claim = self._clock()
-        while not stopped():
-            try:
-                if claims and self._clock() >= next_claim:
-                    total += yield from self.claim_stale(count, min_idle_ms, stopped)
-                    next_claim = self._clock() + max(min_idle_ms / 2000, 0.01)
-                events = yield from self.prepare((yield from self.read(count, block_ms)))
-                total += yield from self.deliver(events)
-                yield from self.retention.maintain(self._clock())
-            except ConsumerLockedError:
-                assert self.lease is not None
-                yield Pause(self.lease.poll_interval)  # a hot standby
-                continue
-            except BrokerConnectionError as exc:  # RedisUnavailableError too
-                attempt += 1
-                if attempt == 1:
-                    outage_started = self._clock()
-                    logger.warning(
-                        "fluxabee: consumer %s of %s lost Redis (%s); retrying",
-                        self.name,
-                        self.stream,
-                        exc,
-                    )
-                self.reset()
-                yield Pause(reconnect_delay(attempt, self._rand))
-                continue
-            if attempt:
-                logger.warning(
-                    "fluxabee: consumer %s of %s reconnected after %.1f s",
-                    self.name,
-                    self.stream,
-                    self._clock() - outage_started,
-                )
-                attempt = 0
-        return total
+    deliver = _runloop.deliver
+    claim_stale = _runloop.claim_stale
+    run = _runloop.run
+    _isolate = _runloop.isolate

@@ -248,16 +248,14 @@ class StatisticsCollector(Collector):
         if stats.oldest_event_age is not None:
             families["oldest"].add_metric([name], stats.oldest_event_age)
         families["dead"].add_metric([name], stats.dead_letters)
-        # TODO(issue 10): one sample per group of stats.groups once streams have several.
-        group = stats.group
-        if group is None:
-            return
-        labels = [name, group.name]
-        if group.lag is not None:
-            families["lag"].add_metric(labels, group.lag)
-        families["pending"].add_metric(labels, group.pending)
-        families["pending_age"].add_metric(labels, group.lowest_pending_age or 0.0)
-        families["consumers"].add_metric(labels, len(group.consumers))
+        groups = stats.groups or ((stats.group,) if stats.group is not None else ())
+        for group in groups:
+            labels = [name, group.name]
+            if group.lag is not None:
+                families["lag"].add_metric(labels, group.lag)
+            families["pending"].add_metric(labels, group.pending)
+            families["pending_age"].add_metric(labels, group.lowest_pending_age or 0.0)
+            families["consumers"].add_metric(labels, len(group.consumers))
 
     def close(self) -> None:
         """Close the engine the collector made for itself (not one it was given)."""

@@ -27,7 +27,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal
 
 from ._constants import GROUP_NAME
-from .errors import ConfigError
+from .errors import ConfigError, UnknownGroupError
 
 #: What acking does on a stream (see :class:`Stream`).
 Retention = Literal["delete", "trim"]
@@ -159,6 +159,15 @@ class Stream:
         """``max_age`` in seconds, or ``None``."""
         age: Any = self.max_age
         return None if age is None else float(age)
+
+    def group(self, group: str | None) -> str:
+        """The group a consumer (or a look at pending entries) uses: ``group`` when the stream
+        declares it (:class:`~fluxabee.UnknownGroupError` otherwise), else the first."""
+        if group is None:
+            return self.groups[0]
+        if group not in self.groups:
+            raise UnknownGroupError(self.name, str(group), tuple(self.groups))
+        return group
 
     @property
     def is_plain(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 import math
+import re
 import reprlib
 from typing import Any
 
@@ -55,6 +56,25 @@ def seconds(value: object, name: str, *, positive: bool = False) -> float:
 def ms(value: object, name: str, *, positive: bool = False) -> int:
     """A duration as whole Redis milliseconds, rounded up (0.0001 s is not "now")."""
     return math.ceil(seconds(value, name, positive=positive) * 1000)
+
+
+def length(value: object, name: str) -> int:
+    """A number of entries: an ``int`` >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"{name} must be an int >= 0, got {_shown(value)}")
+    return value
+
+
+_STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
+
+def stream_id(value: object, name: str) -> str:
+    """A stream entry ID: ``<ms>`` or ``<ms>-<seq>``."""
+    if not isinstance(value, str) or not _STREAM_ID.fullmatch(value):
+        raise InvalidArgumentError(
+            f"{name} must be a stream ID like 1700000000000-0, got {_shown(value)}"
+        )
+    return value
 
 
 def optional_seconds(value: object, name: str) -> float | None:

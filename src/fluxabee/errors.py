@@ -7,6 +7,7 @@
     ├── InvalidArgumentError (ValueError) a bad argument to a call (count, block, ...)
     ├── UnknownStreamError (LookupError) a stream that is not in the config
     ├── UnknownGroupError (LookupError) a consumer group the stream does not declare
+    ├── TrimRefusedError                an explicit trim would remove unacked entries
     ├── SerializationError (TypeError)  a body that cannot be MessagePack-encoded
     ├── DecodeError (ValueError)        an entry that cannot be decoded; ``.raw`` keeps the bytes
     ├── EventTooLargeError (ValueError) an event over the server's bulk limit; never sent
@@ -82,6 +83,22 @@ class UnknownGroupError(FluxabeeError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class TrimRefusedError(FluxabeeError):
+    """An explicit trim (``broker.trim(stream, min_id=...)`` or ``max_len=``) would remove
+    entries some group has not acked (or no group has read); nothing was removed.
+
+    ``safe_id`` is how far a trim may go (``None``: nowhere, no group reads the stream),
+    ``holders`` the groups that hold it back; ``force=True`` trims anyway.
+    """
+
+    def __init__(self, message: str, *, safe_id: str | None, holders: tuple[str, ...]) -> None:
+        super().__init__(message)
+        #: The oldest entry some group still needs (``None``: no group reads the stream).
+        self.safe_id = safe_id
+        #: The groups that need it.
+        self.holders = holders
 
 
 class SerializationError(FluxabeeError, TypeError):
@@ -296,6 +313,7 @@ __all__ = [
     "RedisUnavailableError",
     "ReplicationError",
     "SerializationError",
+    "TrimRefusedError",
     "ServerNotFoundError",
     "UnknownGroupError",
     "UnknownStreamError",

@@ -11,16 +11,22 @@ import redis
 
 from fluxabee import (
     AsyncEngine,
+    AsyncEvent,
     AsyncEventBroker,
     Config,
     InvalidArgumentError,
     RedisPool,
     Stream,
+    TrimRefusedError,
     UnknownGroupError,
     UnknownStreamError,
 )
 
 ORDERS = Stream("orders", groups=["billing", "search"])
+
+
+async def ignore(events: list[AsyncEvent]) -> None:
+    pass
 
 
 @pytest.fixture
@@ -96,3 +102,31 @@ async def test_statistics_list_every_declared_group_and_unknown_lag_is_none(
     assert stats.length == 3 and not stats.over_cap
     before = await broker.stream_statistics("plain")
     assert (before.group, before.groups, before.length) == (None, (), 0)
+
+
+async def test_an_explicit_trim_never_cuts_what_a_group_still_needs_unless_forced(
+    config: Config, rclient: redis.Redis
+) -> None:
+    async with AsyncEngine(config) as engine:
+        broker = engine.new_context().event_broker()
+        for i in range(6):
+            broker.publish("orders", i)
+        ids = await broker.flush()
+        billing = broker.consumer_many("orders", group="billing")
+        search = broker.consumer_many("orders", group="search")
+        assert await billing.consume(4, 0, ignore) == 4  # billing acked 0..3
+        assert await search.consume(2, 0, ignore) == 2  # search acked 0..1
+        await broker.trim("orders")  # retention: 0 and 1, which every group acked
+        assert rclient.xlen("orders") == 4
+        with pytest.raises(TrimRefusedError) as info:
+            await broker.trim("orders", max_len=3)  # would cut 2, which search has not read
+        assert info.value.holders == ("search",) and info.value.safe_id == ids[2]
+        assert rclient.xlen("orders") == 4  # nothing removed
+        assert await broker.trim("orders", min_id=ids[2]) == 0  # nothing below it is left
+        with pytest.raises(TrimRefusedError):
+            await broker.trim("orders", min_id=ids[5])
+        assert await broker.trim("orders", min_id=ids[5], force=True) == 3
+        assert [e[0].decode() for e in rclient.xrange("orders")] == [ids[5]]
+        for bad in ({"min_id": "x-1"}, {"max_len": -1}, {"min_id": ids[0], "max_len": 1}):
+            with pytest.raises(InvalidArgumentError):
+                await broker.trim("orders", **bad)  # type: ignore[arg-type]

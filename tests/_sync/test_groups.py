@@ -17,11 +17,17 @@ from fluxabee import (
     InvalidArgumentError,
     RedisPool,
     Stream,
+    SyncEvent,
+    TrimRefusedError,
     UnknownGroupError,
     UnknownStreamError,
 )
 
 ORDERS = Stream("orders", groups=["billing", "search"])
+
+
+def ignore(events: list[SyncEvent]) -> None:
+    pass
 
 
 @pytest.fixture
@@ -97,3 +103,31 @@ def test_statistics_list_every_declared_group_and_unknown_lag_is_none(
     assert stats.length == 3 and not stats.over_cap
     before = broker.stream_statistics("plain")
     assert (before.group, before.groups, before.length) == (None, (), 0)
+
+
+def test_an_explicit_trim_never_cuts_what_a_group_still_needs_unless_forced(
+    config: Config, rclient: redis.Redis
+) -> None:
+    with Engine(config) as engine:
+        broker = engine.new_context().event_broker()
+        for i in range(6):
+            broker.publish("orders", i)
+        ids = broker.flush()
+        billing = broker.consumer_many("orders", group="billing")
+        search = broker.consumer_many("orders", group="search")
+        assert billing.consume(4, 0, ignore) == 4  # billing acked 0..3
+        assert search.consume(2, 0, ignore) == 2  # search acked 0..1
+        broker.trim("orders")  # retention: 0 and 1, which every group acked
+        assert rclient.xlen("orders") == 4
+        with pytest.raises(TrimRefusedError) as info:
+            broker.trim("orders", max_len=3)  # would cut 2, which search has not read
+        assert info.value.holders == ("search",) and info.value.safe_id == ids[2]
+        assert rclient.xlen("orders") == 4  # nothing removed
+        assert broker.trim("orders", min_id=ids[2]) == 0  # nothing below it is left
+        with pytest.raises(TrimRefusedError):
+            broker.trim("orders", min_id=ids[5])
+        assert broker.trim("orders", min_id=ids[5], force=True) == 3
+        assert [e[0].decode() for e in rclient.xrange("orders")] == [ids[5]]
+        for bad in ({"min_id": "x-1"}, {"max_len": -1}, {"min_id": ids[0], "max_len": 1}):
+            with pytest.raises(InvalidArgumentError):
+                broker.trim("orders", **bad)  # type: ignore[arg-type]

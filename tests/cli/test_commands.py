@@ -48,7 +48,7 @@ def test_help_lists_every_command_and_python_m_works() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
     for command in ("demo", "server", "publish", "tail", "stats", "pending", "claim",
-                    "dead-letters", "prune", "worker"):  # fmt: skip
+                    "dead-letters", "prune", "trim", "worker"):  # fmt: skip
         assert re.search(rf"^\s+{command}\s", result.stdout, re.M), command
     version = subprocess.run(
         [sys.executable, "-m", "fluxabee", "--version"], capture_output=True, text=True, check=False
@@ -161,8 +161,10 @@ def test_stats_table_and_json(redis_url: str, make_config: Callable[..., fluxabe
     assert row[3] in ("1", "-")  # XDEL of acked entries leaves Redis unable to tell the lag
     assert row[4] == "2"
     assert row[-2:] == ["1", "3"]
-    assert any(line.split()[1:3] == [crashed, "2"] for line in lines[3:] if line.strip())
-    assert any(line.split()[1:3] == [live, "0"] for line in lines[3:] if line.strip())
+    consumer_rows = [line.split() for line in lines[3:] if line.strip()]
+    assert consumer_rows[0][:3] == ["STREAM", "GROUP", "CONSUMER"]
+    assert [STREAM, "consumer_group", crashed, "2"] in [r[:4] for r in consumer_rows]
+    assert [STREAM, "consumer_group", live, "0"] in [r[:4] for r in consumer_rows]
 
     found = json.loads(run_cli("stats", STREAM, "--json", env=env).stdout)
     assert len(found) == 1
@@ -336,3 +338,68 @@ def test_a_missing_cli_extra_is_one_line() -> None:
         "fluxabee: the command needs the cli extra: pip install 'fluxabee[cli]' "
         "(click is missing)\n"
     )
+
+
+def test_trim_removes_only_what_every_group_acked_unless_forced(
+    redis_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "fluxabee.yaml"
+    config.write_text(
+        f"default:\n  redis: {redis_url}\n  streams:\n"
+        f"    - name: orders\n      groups: [billing, search]\n"
+    )
+    env = cli_env(FLUXABEE_CONFIG=str(config))
+    engine_config = fluxabee.Config.from_yaml(str(config))
+    with fluxabee.Engine(engine_config) as engine:
+        broker = engine.new_context().event_broker()
+        for i in range(5):
+            broker.publish("orders", i)
+        ids = broker.flush()
+        broker.consumer_many("orders", group="billing").consume(5, 0, lambda events: None)
+        broker.consumer_many("orders", group="search").consume(2, 0, lambda events: None)
+    stats = run_cli("stats", "orders", env=env)
+    rows = [line.split()[:2] for line in stats.stdout.splitlines()[2:4]]
+    assert rows == [["orders", "billing"], ["orders", "search"]]  # one row per group
+
+    refused = run_cli("trim", "orders", "--maxlen", "1", env=env)
+    assert refused.returncode == 1
+    assert "not acked yet (groups search need entries from" in refused.stderr
+    assert "nothing was removed" in refused.stderr
+    safe = run_cli("trim", "orders", env=env)
+    assert safe.returncode == 0, safe.stderr
+    assert safe.stdout.strip() in ("removed 2 entries from orders; 3 left",
+                                   "removed 0 entries from orders; 3 left")  # fmt: skip
+    forced = run_cli("trim", "orders", "--minid", ids[4], "--force", env=env)
+    assert forced.stdout.strip() == "removed 2 entries from orders; 1 left", forced.stderr
+    both = run_cli("trim", "orders", "--maxlen", "1", "--minid", ids[0], env=env)
+    assert both.returncode == 2
+
+
+def test_pending_and_claim_in_a_chosen_group(redis_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "fluxabee.yaml"
+    config.write_text(
+        f"default:\n  redis: {redis_url}\n  streams:\n"
+        f"    - name: orders\n      groups: [billing, search]\n"
+    )
+    env = cli_env(FLUXABEE_CONFIG=str(config))
+    with fluxabee.Engine(fluxabee.Config.from_yaml(str(config))) as engine:
+        broker = engine.new_context().event_broker()
+        broker.publish_now("orders", "x")
+        crashed = broker.consumer_many("orders", group="search")
+
+        def fail(events: list[Any]) -> None:
+            raise RuntimeError("crash")
+
+        with pytest.raises(RuntimeError):
+            crashed.consume(1, 0, fail)
+    in_search = run_cli("pending", "orders", "--group", "search", "--json", env=env)
+    assert [e["consumer"] for e in json.loads(in_search.stdout)] == [crashed.name]
+    in_billing = run_cli("pending", "orders", "--json", env=env)  # the first group: billing
+    assert json.loads(in_billing.stdout) == []
+    claimed = run_cli("claim", "orders", "--group", "search", "--min-idle", "0", "--to", "me",
+                      env=env)  # fmt: skip
+    assert claimed.returncode == 0, claimed.stderr
+    assert "claimed 1 event of orders for me" in claimed.stdout
+    unknown = run_cli("pending", "orders", "--group", "nobody", env=env)
+    assert unknown.returncode == 1 and "not declared for stream 'orders'" in unknown.stderr
+

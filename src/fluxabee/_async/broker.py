@@ -33,13 +33,13 @@ from .._retention import Retainer
 from .._scripts import prune_consumers
 from .._stats import StreamStatistics, parse_statistics, statistics_commands
 from .._streamconfig import Stream
+from .._trim import trim_to
 from ..codec import entry_fields
 from ..errors import (
     BrokerConnectionError,
     EventTooLargeError,
     InvalidArgumentError,
     RedisReplyError,
-    UnknownGroupError,
 )
 from ..event import AsyncDeadLetter
 from .client import AsyncCommands
@@ -289,11 +289,9 @@ class AsyncEventBroker(AsyncInspection):
         """The stream's settings and the group to join: ``group`` when the stream declares
         it (:class:`UnknownGroupError` otherwise), else its first declared group."""
         settings = self._config.stream(stream)
-        if group is None:
-            return settings, settings.groups[0]
-        if validate.name_text(group, "group") not in settings.groups:
-            raise UnknownGroupError(stream, group, tuple(settings.groups))
-        return settings, group
+        if group is not None:
+            validate.name_text(group, "group")
+        return settings, settings.group(group)
 
     def consumer_single(
         self,
@@ -415,19 +413,48 @@ class AsyncEventBroker(AsyncInspection):
 
     # -- retention -------------------------------------------------------------------
 
-    async def trim(self, stream: str) -> int:
+    async def trim(
+        self,
+        stream: str,
+        *,
+        min_id: str | None = None,
+        max_len: int | None = None,
+        force: bool = False,
+    ) -> int:
         """Remove every entry of ``stream`` that all its groups have acked, below the oldest
         one some group still needs (an exact ``XTRIM MINID``); returns how many it removed.
 
         Every declared group is created first (at ``0``, if missing), so a group nobody
         used yet holds its entries back. Never removes an entry a group has not acked;
         a stream still over its ``max_len`` / ``max_age`` afterwards is logged.
+
+        ``min_id`` (remove the entries below that ID) or ``max_len`` (keep the newest that
+        many) cut where you say instead: :class:`TrimRefusedError` (nothing removed) when
+        that would remove an entry still pending or not delivered to a group, unless
+        ``force=True``.
         """
-        retainer = Retainer(self._config.stream(stream))
+        settings = self._config.stream(stream)
+        retainer = Retainer(settings)
         driver = AsyncDriver(self._clients.for_stream(stream), AsyncBackend.new_flag())
-        result = await driver.drive(retainer.trim_now())
-        retainer.report(result, time.monotonic())
-        return result.removed
+        if min_id is None and max_len is None:
+            result = await driver.drive(retainer.trim_now())
+            retainer.report(result, time.monotonic())
+            return result.removed
+        if min_id is not None and max_len is not None:
+            raise InvalidArgumentError("trim takes min_id or max_len, not both")
+        if min_id is not None:
+            validate.stream_id(min_id, "min_id")
+        if max_len is not None:
+            validate.length(max_len, "max_len")
+        await driver.drive(retainer.resolve())
+        flow = trim_to(
+            settings,
+            min_id=min_id,
+            max_len=max_len,
+            force=bool(force),
+            acked_guard=retainer.xackdel,
+        )
+        return await driver.drive(flow)
 
     # -- statistics ------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import datetime as _dt
 from typing import Any
 
 from .. import _validate as validate
-from .._constants import BLOCK_READ_MARGIN, GROUP_NAME
+from .._constants import BLOCK_READ_MARGIN
 from .._inspection import (
     PendingEntry,
     after_command,
@@ -83,12 +83,15 @@ class AsyncInspection:
         count: int = 100,
         min_idle: float | _dt.timedelta = 0,
         consumer: str | None = None,
+        group: str | None = None,
     ) -> list[PendingEntry]:
-        """The oldest ``count`` entries delivered and not acked in the stream's group (of one
-        ``consumer``, if given), idle at least ``min_idle``; ``[]`` when there is no group."""
+        """The oldest ``count`` entries delivered and not acked in ``group`` (the stream's
+        first declared group by default; of one ``consumer``, if given), idle at least
+        ``min_idle``; ``[]`` when there is no group."""
         count = validate.count(count)
         min_idle_ms = validate.ms(min_idle, "min_idle")
-        command = pending_entries_command(stream, GROUP_NAME, count, min_idle_ms, consumer)
+        name = self._clients.config.stream(stream).group(group)
+        command = pending_entries_command(stream, name, count, min_idle_ms, consumer)
         try:
             raw: Any = await self._clients.for_stream(stream).call(command, retry_safe=True)
         except NoGroupError:
@@ -102,6 +105,7 @@ class AsyncInspection:
         consumer: str,
         min_idle: float | _dt.timedelta,
         count: int = 100,
+        group: str | None = None,
     ) -> list[PendingEntry]:
         """Move up to ``count`` entries pending longer than ``min_idle`` to ``consumer``
         (XCLAIM JUSTID: delivery counts unchanged, nothing is handed over) and return them
@@ -110,11 +114,12 @@ class AsyncInspection:
         if not isinstance(consumer, str) or not consumer:
             raise InvalidArgumentError(f"consumer must be a non-empty str, got {consumer!r}")
         min_idle_ms = validate.ms(min_idle, "min_idle")
-        stale = await self.pending_entries(stream, count=count, min_idle=min_idle)
+        stale = await self.pending_entries(stream, count=count, min_idle=min_idle, group=group)
         stale = [e for e in stale if e.consumer != consumer]
         if not stale:
             return []
-        command = claim_command(stream, GROUP_NAME, consumer, min_idle_ms, [e.id for e in stale])
+        name = self._clients.config.stream(stream).group(group)
+        command = claim_command(stream, name, consumer, min_idle_ms, [e.id for e in stale])
         raw: Any = await self._clients.for_stream(stream).call(command)
         claimed = {i.decode() if isinstance(i, bytes) else str(i) for i in raw or ()}
         return [e for e in stale if e.id in claimed]

@@ -105,6 +105,9 @@ class AsyncSentinelClient(AsyncPoolClient):
             old, self._idle = self._idle, []
             self._params = params
             self._resolved = True
+            self._commands = {}  # another server: its commands are asked again
+            self._scripts = set()
+            self._bulk_limit = None
         for conn in old:
             self._forget(conn)
 

@@ -282,6 +282,7 @@ def _pending_table(entries: Sequence[Any], holder: str) -> Table:
 @click.option("--count", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--consumer", metavar="NAME", help="Only the events this consumer holds.")
 @click.option("--min-idle", type=DURATION, default=0.0, help="Only events idle this long.")
+@click.option("--group", metavar="NAME", help="The consumer group (default: the stream's first).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array.")
 @target_options
 def pending(
@@ -291,12 +292,15 @@ def pending(
     count: int,
     consumer: str | None,
     min_idle: float,
+    group: str | None,
     as_json: bool,
 ) -> int:
     """Events of STREAM delivered to a consumer and not acked yet, oldest first."""
     with engine_for(target.config(stream)) as engine:
         broker = engine.new_context().event_broker()
-        entries = broker.pending_entries(stream, count=count, min_idle=min_idle, consumer=consumer)
+        entries = broker.pending_entries(
+            stream, count=count, min_idle=min_idle, consumer=consumer, group=group
+        )
     if as_json:
         out.print(json.dumps([vars(e) for e in entries]), markup=False)
     elif not entries:
@@ -313,8 +317,17 @@ def pending(
 @click.option("--min-idle", type=DURATION, required=True, help="Claim events idle this long.")
 @click.option("--to", "consumer", metavar="NAME", help="The consumer to give them to.")
 @click.option("--count", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--group", metavar="NAME", help="The consumer group (default: the stream's first).")
 @target_options
-def claim(target: Target, stream: str, min_idle: float, consumer: str | None, count: int) -> int:
+def claim(
+    *,
+    target: Target,
+    stream: str,
+    min_idle: float,
+    consumer: str | None,
+    count: int,
+    group: str | None,
+) -> int:
     """Move events of STREAM pending longer than --min-idle to a live consumer.
 
     The default --to is the group's most recently active consumer that is not idle that
@@ -324,9 +337,11 @@ def claim(target: Target, stream: str, min_idle: float, consumer: str | None, co
     with engine_for(target.config(stream)) as engine:
         broker = engine.new_context().event_broker()
         if consumer is None:
-            group = broker.stream_statistics(stream).group
+            name = engine.config.stream(stream).group(group)
+            stats = broker.stream_statistics(stream)
+            found = next((g for g in stats.groups if g.name == name), None)
             live = sorted(
-                (c for c in (group.consumers if group else ()) if c.idle < min_idle),
+                (c for c in (found.consumers if found else ()) if c.idle < min_idle),
                 key=lambda c: c.idle,
             )
             if not live:
@@ -335,7 +350,9 @@ def claim(target: Target, stream: str, min_idle: float, consumer: str | None, co
                     "for: name one with --to"
                 )
             consumer = live[0].name
-        claimed = broker.claim_pending(stream, consumer=consumer, min_idle=min_idle, count=count)
+        claimed = broker.claim_pending(
+            stream, consumer=consumer, min_idle=min_idle, count=count, group=group
+        )
     if not claimed:
         out.print(f"no events of {stream} pending longer than {age(min_idle)}")
         return 0
@@ -409,4 +426,27 @@ def prune(target: Target, stream: str, idle: float) -> int:
         out.print(f"removed {plural(len(removed), 'consumer')} from {stream}:")
         for name in removed:
             out.print(f"  {name}")
+    return 0
+
+
+@cli.command()
+@click.argument("stream")
+@click.option("--maxlen", type=click.IntRange(0), help="Keep the newest N entries.")
+@click.option("--minid", metavar="ID", help="Remove the entries below this ID.")
+@click.option("--force", is_flag=True, help="Also remove entries not acked by every group.")
+@target_options
+def trim(*, target: Target, stream: str, maxlen: int | None, minid: str | None, force: bool) -> int:
+    """Remove old entries of STREAM.
+
+    Without --maxlen or --minid: every entry all groups acked, as retention does. With
+    one of them: down to there, but never an entry still pending or not delivered to a
+    group of the stream, unless --force.
+    """
+    if maxlen is not None and minid is not None:
+        raise click.UsageError("give --maxlen or --minid, not both")
+    with engine_for(target.config(stream)) as engine:
+        broker = engine.new_context().event_broker()
+        removed = broker.trim(stream, min_id=minid, max_len=maxlen, force=force)
+        length = broker.stream_statistics(stream).length
+    out.print(f"removed {plural(removed, 'entry', 'entries')} from {stream}; {length} left")
     return 0

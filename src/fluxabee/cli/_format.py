@@ -55,9 +55,11 @@ def age(seconds: float | None) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
-def plural(count: int, word: str) -> str:
-    """``1 event``, ``2 events``."""
-    return f"{count} {word}" + ("" if count == 1 else "s")
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 event``, ``2 events`` (``many`` for an irregular plural: ``entries``)."""
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {many or word + 's'}"
 
 
 def mask(uri: str) -> str:
@@ -116,8 +118,8 @@ def meta_text(meta: dict[str, str]) -> str:
 
 
 def stats_json(stats: StreamStatistics) -> dict[str, Any]:
-    """One stream's statistics as a JSON object (ages in seconds, ``null`` when none)."""
-    # TODO(issue 10): add "groups" (every group of stats.groups) once streams have several.
+    """One stream's statistics as a JSON object (ages in seconds, ``null`` when none);
+    ``groups`` has every declared group, ``group`` is the first."""
     return dataclasses.asdict(stats)
 
 
@@ -138,32 +140,36 @@ def stats_tables(all_stats: Sequence[StreamStatistics]) -> list[Table | Text]:
     ):
         streams.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     consumers = Table(header_style="bold", box=None, pad_edge=False)
-    for name, justify in (("STREAM", "left"), ("CONSUMER", "left")):
+    for name, justify in (("STREAM", "left"), ("GROUP", "left"), ("CONSUMER", "left")):
         consumers.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     consumers.add_column("PENDING", justify="right", no_wrap=True)
     consumers.add_column("IDLE", justify="right", no_wrap=True)
     for stats in all_stats:
-        # TODO(issue 10): one row per group of stats.groups once streams have several.
-        group = stats.group
-        if group is None:
+        groups = stats.groups or ((stats.group,) if stats.group is not None else ())
+        if not groups:
             streams.add_row(
                 stats.stream, "-", str(stats.length), "-", "-",
                 age(stats.oldest_event_age), "-", str(stats.dead_letters), "0",
             )  # fmt: skip
             continue
-        streams.add_row(
-            stats.stream,
-            group.name,
-            str(stats.length),
-            "-" if group.lag is None else str(group.lag),
-            str(group.pending),
-            age(stats.oldest_event_age),
-            age(group.lowest_pending_age),
-            str(stats.dead_letters),
-            str(len(group.consumers)),
-        )
-        for consumer in group.consumers:
-            consumers.add_row(
-                stats.stream, consumer.name, str(consumer.pending), age(consumer.idle)
+        for group in groups:  # one row per group: each reads every event at its own pace
+            streams.add_row(
+                stats.stream,
+                group.name,
+                str(stats.length),
+                "-" if group.lag is None else str(group.lag),
+                str(group.pending),
+                age(stats.oldest_event_age),
+                age(group.lowest_pending_age),
+                str(stats.dead_letters),
+                str(len(group.consumers)),
             )
+            for consumer in group.consumers:
+                consumers.add_row(
+                    stats.stream,
+                    group.name,
+                    consumer.name,
+                    str(consumer.pending),
+                    age(consumer.idle),
+                )
     return [streams, Text(""), consumers] if consumers.row_count else [streams]

@@ -86,17 +86,18 @@ def _observers(
     return observers
 
 
-def _make(broker: Any, stream: str, single: bool, policy: RetryPolicy, min_idle: float) -> Any:
-    if single:
-        return broker.consumer_single(stream, retry_policy=policy)
-    return broker.consumer_many(stream, retry_policy=policy, min_idle=min_idle)
+def _make(broker: Any, stream: str, options: dict[str, Any]) -> Any:
+    group, policy = options["group"], options["policy"]
+    if options["single"]:
+        return broker.consumer_single(stream, group=group, retry_policy=policy)
+    return broker.consumer_many(
+        stream, group=group, retry_policy=policy, min_idle=options["min_idle"]
+    )
 
 
 def _run_sync(engine: Engine, handler: Any, streams: list[str], options: dict[str, Any]) -> int:
     broker = engine.new_context().event_broker()
-    consumers: list[Consumer] = [
-        _make(broker, s, options["single"], options["policy"], options["min_idle"]) for s in streams
-    ]
+    consumers: list[Consumer] = [_make(broker, s, options) for s in streams]
     totals = [0] * len(consumers)
     failures: list[BaseException] = []
 
@@ -137,10 +138,7 @@ async def _run_async(
 ) -> int:  # fmt: skip
     async with AsyncEngine(config, observers=observers) as engine:
         broker = engine.new_context().event_broker()
-        consumers = [
-            _make(broker, s, options["single"], options["policy"], options["min_idle"])
-            for s in streams
-        ]
+        consumers = [_make(broker, s, options) for s in streams]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: [c.stop() for c in consumers])
@@ -171,6 +169,7 @@ def _started(consumer: Any) -> None:
 @cli.command()
 @click.argument("handler_path", metavar="MODULE:HANDLER")
 @click.option("--single", is_flag=True, help="consumer_single: one process, in order.")
+@click.option("--group", metavar="NAME", help="The consumer group (default: each stream's first).")
 @click.option("--count", default=100, show_default=True, type=click.IntRange(1),
               help="Events per batch.")  # fmt: skip
 @click.option("--block", type=DURATION, default=5.0, show_default=True,
@@ -191,6 +190,7 @@ def worker(
     target: Target,
     handler_path: str,
     single: bool,
+    group: str | None,
     count: int,
     block: float,
     min_idle: float,
@@ -214,6 +214,7 @@ def worker(
     observers = _observers(config, streams, metrics_port, metrics_address, trace)
     options = {
         "single": single,
+        "group": group,
         "count": count,
         "block": block,
         "min_idle": min_idle,
