@@ -355,6 +355,41 @@ MUTANTS += [
         "            return self.groups[-1]",
         ("tests/_async/test_groups.py",),
     ),
+    Mutant(
+        "an explicit trim goes past what a group still needs",
+        "_trim.py",
+        "        if safe is None or id_key(target) > id_key(safe):",
+        "        if safe is None:",
+        ("tests/_async/test_groups.py",),
+    ),
+    Mutant(
+        "a Cluster redirect is not followed",
+        "_async/cluster.py",
+        "            first = next((i for i, r in enumerate(got) if redirect_of(r) is not None), None)",
+        "            first = None",
+        ("tests/_async/test_cluster.py",),
+    ),
+    Mutant(
+        "flush drops the XADDs a moved slot redirected",
+        "_async/broker.py",
+        "        if redirected:  # the slot moved: those XADDs did not run; send them where it went",
+        "        if False:",
+        ("tests/_async/test_cluster.py",),
+    ),
+    Mutant(
+        "a Sentinel client keeps writing to a demoted master",
+        "_async/sentinel.py",
+        "        if any(isinstance(r, RedisUnavailableError) for r in replies):",
+        "        if False:",
+        ("tests/_async/test_sentinel.py",),
+    ),
+    Mutant(
+        "the Cluster map is never asked again after a failure",
+        "_async/cluster.py",
+        '        """A node failed or answered READONLY / CLUSTERDOWN: ask for the map next time."""\n        self._stale = True',
+        '        """A node failed or answered READONLY / CLUSTERDOWN: ask for the map next time."""',
+        ("tests/_async/test_cluster.py",),
+    ),
 ]
 
 

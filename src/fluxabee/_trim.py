@@ -72,7 +72,7 @@ def trim_to(
             )
             raise TrimRefusedError(
                 f"trimming {name} below {target} would remove entries not acked yet ({who}); "
-                f"nothing was removed (force it to trim anyway)",
+                f"nothing was removed (force=True, or --force, removes them anyway)",
                 safe_id=safe,
                 holders=holders,
             )
