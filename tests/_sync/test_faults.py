@@ -19,7 +19,7 @@ import msgpack
 import pytest
 import redis
 
-import fluxabee._machine as machine_module
+import fluxabee._runloop as runloop_module
 from fluxabee import (
     Config,
     Engine,
@@ -147,13 +147,13 @@ def test_given_run_when_redis_restarts_twice_then_it_reconnects_logs_once_per_ou
 
     # Count the failed attempts of run(), to prove the outages spanned several of them.
     attempts: list[int] = []
-    real_delay = machine_module.reconnect_delay
+    real_delay = runloop_module.reconnect_delay
 
     def counting_delay(attempt: int, rand: Callable[[], float]) -> float:
         attempts.append(attempt)
         return real_delay(attempt, rand)
 
-    monkeypatch.setattr(machine_module, "reconnect_delay", counting_delay)
+    monkeypatch.setattr(runloop_module, "reconnect_delay", counting_delay)
 
     wakers: list[Waker] = []
 
