@@ -23,6 +23,8 @@ from tests.servers import default_binary
 
 #: The name the sentinel monitors the master under.
 MASTER_NAME = "mymaster"
+#: ``down-after-milliseconds`` while a killed node rejoins (:meth:`SentinelServer.restart`).
+REJOIN_DOWN_AFTER_MS = 10_000
 
 
 class SentinelServer:
@@ -201,6 +203,16 @@ class SentinelServer:
         """Start a killed data node again as a replica of the current master (what the
         sentinel would tell it, only sooner) and wait until the sentinel sees it linked."""
         host, port = self.master_address()
+        # The failover under test is over. The sentinel's short down-after (1 s) would
+        # take a stall of the new master on a loaded machine for a death and fail back to
+        # the node that is rejoining (seen in CI: config-epoch 2, the old master master
+        # again), so the rejoin gets a wider margin.
+        client = self.sentinel_client()
+        try:
+            margin = max(self.down_after_ms, REJOIN_DOWN_AFTER_MS)
+            client.sentinel_set(MASTER_NAME, "down-after-milliseconds", str(margin))
+        finally:
+            client.close()
         if port != server.port:
             server.extra_args = [*self._data_args, "--replicaof", host, str(port)]
         server.start()
