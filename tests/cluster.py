@@ -305,6 +305,20 @@ class ClusterServer:
         """``redis://127.0.0.1:<port of the first node>/0``."""
         return f"redis://127.0.0.1:{self.nodes[0].port}/0"
 
+    def spread(self, count: int, prefix: str = "orders") -> list[str]:
+        """Stream names ``<prefix>-N`` whose slots ``count`` different masters serve."""
+        names: list[str] = []
+        owners: set[int] = set()
+        for i in range(1000):
+            name = f"{prefix}-{i}"
+            owner = self.master_for_slot(self.keyslot(name)).port
+            if owner not in owners:
+                owners.add(owner)
+                names.append(name)
+                if len(names) == count:
+                    return names
+        raise AssertionError("the cluster's slots are not spread over enough masters")
+
     def cluster_client(self, **kwargs: object) -> redis.RedisCluster:
         """redis-py's RedisCluster on these nodes (close it after use)."""
         nodes = [redis.cluster.ClusterNode(host, port) for host, port in self.startup_nodes]

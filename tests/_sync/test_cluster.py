@@ -33,21 +33,6 @@ class Boom(Exception):
     pass
 
 
-def spread(cluster: ClusterServer, count: int) -> list[str]:
-    """Stream names whose slots ``count`` different masters serve."""
-    names: list[str] = []
-    owners: set[int] = set()
-    for i in range(1000):
-        name = f"orders-{i}"
-        owner = cluster.master_for_slot(key_slot(name)).port
-        if owner not in owners:
-            owners.add(owner)
-            names.append(name)
-            if len(names) == count:
-                return names
-    raise AssertionError("the cluster's slots are not spread over enough masters")
-
-
 def cluster_config(cluster: ClusterServer, streams: list[str], *, seeds: int = 1) -> Config:
     uris = [f"127.0.0.1:{n.port}" for n in cluster.masters()[:seeds]]
     return Config(redis_pools=[RedisPool(uri=uris, cluster=True, streams=streams)])
@@ -63,7 +48,7 @@ def ignore(events: list[SyncEvent]) -> None:
 def test_flush_sends_one_pipeline_per_master_and_keeps_the_order_of_each_stream(
     cluster: ClusterServer,
 ) -> None:
-    streams = spread(cluster, 3)
+    streams = cluster.spread(3)
     plan = FaultPlan()
     config = cluster_config(cluster, streams)
     with Engine(config, network_backend=SyncFaultyBackend(plan)) as engine:
@@ -91,7 +76,7 @@ def test_flush_sends_one_pipeline_per_master_and_keeps_the_order_of_each_stream(
 def test_consumers_claims_dead_letters_locks_and_statistics_work_unchanged(
     cluster: ClusterServer,
 ) -> None:
-    streams = spread(cluster, 2)
+    streams = cluster.spread(2)
     with Engine(cluster_config(cluster, streams)) as engine:
         broker = engine.new_context().event_broker()
         stream = streams[0]
@@ -148,7 +133,7 @@ def _fail(events: list[SyncEvent]) -> None:
 
 
 def test_flush_waits_for_replicas_when_asked(cluster: ClusterServer) -> None:
-    streams = spread(cluster, 2)
+    streams = cluster.spread(2)
     with Engine(cluster_config(cluster, streams)) as engine:
         broker = engine.new_context().event_broker()
         broker.publish(streams[0], 1)
@@ -163,7 +148,7 @@ def test_flush_waits_for_replicas_when_asked(cluster: ClusterServer) -> None:
 def test_a_master_down_part_way_leaves_exactly_its_events_buffered(
     cluster: ClusterServer,
 ) -> None:
-    streams = spread(cluster, 3)
+    streams = cluster.spread(3)
     down = cluster.master_for_slot(key_slot(streams[1]))
     with Engine(cluster_config(cluster, streams, seeds=3)) as engine:
         broker = engine.new_context().event_broker()
@@ -188,7 +173,7 @@ def test_a_master_down_part_way_leaves_exactly_its_events_buffered(
 def test_given_a_slot_resharded_under_traffic_then_publishers_and_consumers_follow_and_lose_nothing(  # noqa: E501
     cluster: ClusterServer,
 ) -> None:
-    (stream,) = spread(cluster, 1)
+    (stream,) = cluster.spread(1)
     slot = key_slot(stream)
     source = cluster.master_for_slot(slot)
     target = next(n for n in cluster.masters() if n is not source)
@@ -245,7 +230,7 @@ def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failover_and
     cluster_with_replicas: ClusterServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     cluster = cluster_with_replicas
-    (stream,) = spread(cluster, 1)
+    (stream,) = cluster.spread(1)
     victim = cluster.master_for_slot(key_slot(stream))
     with Engine(cluster_config(cluster, [stream], seeds=3)) as engine:
         broker = engine.new_context().event_broker()

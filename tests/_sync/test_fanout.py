@@ -324,25 +324,10 @@ def test_consumer_single_holds_one_lock_per_stream_and_group(
 # -- the same on a Redis Cluster -----------------------------------------------------------
 
 
-def spread(cluster: ClusterServer, count: int) -> list[str]:
-    """Stream names whose slots ``count`` different masters serve."""
-    names: list[str] = []
-    owners: set[int] = set()
-    for i in range(1000):
-        name = f"orders-{i}"
-        owner = cluster.master_for_slot(key_slot(name)).port
-        if owner not in owners:
-            owners.add(owner)
-            names.append(name)
-            if len(names) == count:
-                break
-    return names
-
-
 def test_fan_out_on_a_cluster_keeps_every_command_in_the_streams_slot(
     cluster: ClusterServer,
 ) -> None:
-    streams = spread(cluster, 2)  # on two different masters
+    streams = cluster.spread(2)  # on two different masters
     settings = [Stream(name, groups=["billing", "search"]) for name in streams]
     seeds = [f"127.0.0.1:{n.port}" for n in cluster.masters()[:1]]
     config = Config(redis_pools=[RedisPool(uri=seeds, cluster=True, streams=settings)])
