@@ -73,8 +73,14 @@ class Flush:
         self._short: list[tuple[int, int, str]] = []
         #: Event indexes per pool code, in publish order (order within a stream is kept).
         self.groups: dict[str, list[int]] = {}
-        for index, item in enumerate(items):
-            self.groups.setdefault(item.pool, []).append(index)
+        first = items[0].pool if items else ""
+        if all(item.pool == first for item in items):  # one pool: no grouping per event
+            self.groups = {first: list(range(len(items)))} if items else {}
+        else:
+            for index, item in enumerate(items):
+                self.groups.setdefault(item.pool, []).append(index)
+        #: How many events were confirmed (the hot path settles everything at once).
+        self.landed = 0
 
     def needs_limit(self, indexes: list[int]) -> bool:
         """Whether some event is long enough that the server's limit must be known."""
@@ -96,9 +102,14 @@ class Flush:
         self, indexes: list[int], replies: list[Any], failure: BaseException | None = None
     ) -> None:
         """The replies Redis gave to the events ``indexes`` (maybe fewer: it failed)."""
+        ids = self.ids
         for index, reply in zip(indexes, replies, strict=False):
-            if isinstance(reply, bytes):
-                self.ids[index] = reply.decode()
+            if type(reply) is bytes:  # the common case first
+                if ids[index] is None:  # counted once, even if recorded twice
+                    self.landed += 1
+                ids[index] = reply.decode()
+            elif reply is None:
+                continue
             elif is_bulk_length_error(reply):
                 self.rejected.append(index)
             elif isinstance(reply, BrokerConnectionError):  # LOADING, READONLY, ...
@@ -203,5 +214,8 @@ class Outbox:
     def settle(self, flush: Flush) -> None:
         """Remove the events ``flush`` settled; keep the rest, in order, before newer ones."""
         taken = len(flush.items)
+        if flush.landed == taken:  # every event landed: nothing of the flush stays
+            del self.items[:taken]
+            return
         kept = [item for i, item in enumerate(flush.items) if not flush.settled(i)]
         self.items = kept + self.items[taken:]

@@ -111,3 +111,21 @@ def test_a_partial_flush_counts_what_landed() -> None:
     flush.record([0, 1, 2], [b"1-0", b"2-0"], BrokerConnectionError("reset"))
     with pytest.raises(PartialFlushError, match=r"after 2 of 3 events; 1 stay buffered"):
         flush.outcome()
+
+
+def test_an_event_recorded_twice_counts_once_so_the_unconfirmed_one_stays() -> None:
+    box = outbox(10, 10)
+    flush = box.begin()
+    flush.record([0], [b"1-0"])
+    flush.record([0, 1], [b"1-0", None])  # a retry that repeats the first reply
+    box.settle(flush)
+    assert [i.packed for i in box.items] == [b"xadd1"]
+
+
+def test_events_of_several_pools_are_grouped_per_pool_in_publish_order() -> None:
+    box = Outbox()
+    for n, pool in enumerate(["a", "b", "a", "c", "b"]):
+        box.add(Pending(pool, "s", f"xadd{n}".encode(), 10))
+    assert box.begin().groups == {"a": [0, 2], "b": [1, 4], "c": [3]}
+    assert outbox(10, 10, 10).begin().groups == {"p": [0, 1, 2]}
+    assert Outbox().begin().groups == {}

@@ -33,8 +33,8 @@ def test_pack_command_is_resp() -> None:
 
 
 def test_packed_xadd_and_ack_are_the_commands_they_stand_for() -> None:
-    fields = [b"s", b"\xa1a", b"k", b"v"]
-    assert pack_xadd(xadd_header("st"), fields) == pack_command(xadd_command("st", fields))
+    for fields in ([b"s", b"\xa1a", b"k", b"v"], [b"s", b"\xa1a"]):  # meta, or the body alone
+        assert pack_xadd(xadd_header("st"), fields) == pack_command(xadd_command("st", fields))
     assert pack_ack("st", "g", ["1-0", "2-0"]) == pack_commands(
         [[b"XACK", "st", "g", "1-0", "2-0"], [b"XDEL", "st", "1-0", "2-0"]]
     )

@@ -83,7 +83,8 @@ class EventBroker(Inspection):
     # -- publishing ------------------------------------------------------------------
 
     def _pack(self, stream: str, body: Any, meta: Mapping[str, Any]) -> Pending:
-        self._clients.check_open()
+        if self._clients.closed:
+            self._clients.check_open()
         target = self._targets.get(stream)
         if target is None:
             pool = self._config.pool_for_stream(stream)
@@ -111,7 +112,10 @@ class EventBroker(Inspection):
         :class:`SerializationError` for a body that cannot be encoded; then nothing is
         buffered. The event is serialized here, so later changes to ``body`` do not leak in.
         """
-        self._outbox.add(self._pack(stream, body, _merge_meta(meta, meta_kw)))
+        if meta is None and not meta_kw:  # the common case: no meta, no merging
+            self._outbox.items.append(self._pack(stream, body, meta_kw))
+        else:
+            self._outbox.add(self._pack(stream, body, _merge_meta(meta, meta_kw)))
 
     @property
     def buffered(self) -> int:
@@ -225,19 +229,19 @@ class EventBroker(Inspection):
             flush.record(indexes, replies)
             raise
         events = replies[: len(indexes)]
-        if redirected is not None:
-            for position, reply in enumerate(events):
-                found = redirect_of(reply)
-                if found is not None:
-                    redirected.append(indexes[position])
-                    events[position] = None
-                    if not found.ask:
-                        client.topology_changed()
+        odd = [position for position, reply in enumerate(events) if type(reply) is not bytes]
+        for position in odd:  # the rare replies that are no entry ID
+            found = redirect_of(events[position])
+            if found is not None and redirected is not None:
+                redirected.append(indexes[position])
+                events[position] = None
+                if not found.ask:
+                    client.topology_changed()
+            elif is_bulk_length_error(events[position]):
+                node.forget_bulk_limit()
         flush.record(indexes, events)
         if wait is not None and len(replies) > len(indexes):
             flush.replicas(int(wait[1]), replies[-1], node.where)
-        if any(is_bulk_length_error(r) for r in replies):
-            node.forget_bulk_limit()
 
     def publish_now(
         self,
