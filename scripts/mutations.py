@@ -390,6 +390,56 @@ MUTANTS += [
         '        """A node failed or answered READONLY / CLUSTERDOWN: ask for the map next time."""',
         ("tests/_async/test_cluster.py",),
     ),
+    # -- the publish hot path ----------------------------------------------------------------
+    Mutant(
+        "an event recorded twice is counted as landed twice",
+        "_outbox.py",
+        "                if ids[index] is None:  # counted once, even if recorded twice\n                    self.landed += 1",
+        "                self.landed += 1",
+        UNIT,
+    ),
+    Mutant(
+        "settle drops the whole snapshot when only some events landed",
+        "_outbox.py",
+        "        if flush.landed == taken:",
+        "        if flush.landed >= taken - 1:",
+        UNIT,
+    ),
+    Mutant(
+        "events of several pools are all sent to the first pool",
+        "_outbox.py",
+        "        if len(pools) == 1:  # one pool: no grouping per event",
+        "        if len(pools) >= 1:  # one pool: no grouping per event",
+        UNIT,
+    ),
+    Mutant(
+        "no event is ever checked against the server's limit",
+        "_outbox.py",
+        "        return max(sizes, default=0) > MIN_BULK_LIMIT",
+        "        return False",
+        UNIT,
+    ),
+    Mutant(
+        "the body-only fast path drops the meta",
+        "_async/broker.py",
+        "        if not meta and observers is None:  # the common case: the body alone",
+        "        if observers is None:  # the common case: the body alone",
+        ("tests/_async/test_publish.py", "tests/_sync/test_publish.py"),
+    ),
+    Mutant(
+        "the body-only XADD names the wrong field",
+        "_protocol.py",
+        "len(BODY_FIELD), BODY_FIELD.encode())",
+        'len(BODY_FIELD), b"x")',
+        UNIT,
+    ),
+    Mutant(
+        "a flush over the chunk size is one write (a giant copy)",
+        "_backends.py",
+        "    if 0 < sum(map(len, parts)) <= WRITE_CHUNK:",
+        "    if 0 < sum(map(len, parts)):",
+        UNIT,
+    ),
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from .errors import (
@@ -44,6 +45,10 @@ class Pending:
     meta: Mapping[str, str] | None = None
 
 
+_POOL = attrgetter("pool")
+_SIZE = attrgetter("size")
+
+
 def is_bulk_length_error(reply: Any) -> bool:
     """Whether an error reply is Redis refusing a too long argument (and the connection)."""
     return isinstance(reply, RedisReplyError) and "invalid bulk length" in str(reply)
@@ -73,10 +78,10 @@ class Flush:
         self._short: list[tuple[int, int, str]] = []
         #: Event indexes per pool code, in publish order (order within a stream is kept).
         self.groups: dict[str, list[int]] = {}
-        first = items[0].pool if items else ""
-        if all(item.pool == first for item in items):  # one pool: no grouping per event
-            self.groups = {first: list(range(len(items)))} if items else {}
-        else:
+        pools = set(map(_POOL, items))  # iterated in C: this runs per event on every flush
+        if len(pools) == 1:  # one pool: no grouping per event
+            self.groups = {pools.pop(): list(range(len(items)))}
+        elif pools:
             for index, item in enumerate(items):
                 self.groups.setdefault(item.pool, []).append(index)
         #: How many events were confirmed (the hot path settles everything at once).
@@ -84,8 +89,8 @@ class Flush:
 
     def needs_limit(self, indexes: list[int]) -> bool:
         """Whether some event is long enough that the server's limit must be known."""
-        items = self.items
-        return any(items[i].size > MIN_BULK_LIMIT for i in indexes)
+        sizes = map(_SIZE, map(self.items.__getitem__, indexes))  # iterated in C
+        return max(sizes, default=0) > MIN_BULK_LIMIT
 
     def within_limit(self, indexes: list[int], limit: int) -> list[int]:
         """The events to send; those over ``limit`` are rejected (never sent)."""

@@ -56,7 +56,7 @@ def cleanup_consumer(stream: str, group: str, consumer: str) -> ScriptCall:
 
 
 def prune_consumers(stream: str, group: str, idle_ms: int, prefix: str, keep: str) -> ScriptCall:
-    """Delete the group's consumers named ``prefix...`` (but not ``keep``) idle longer than
+    """Delete the group's consumers named ``prefix...`` (but not ``keep``) idle at least
     ``idle_ms`` that hold no pending entries; the reply lists their names."""
     return ScriptCall(script("prune"), (stream,), (group, idle_ms, prefix, keep))
 

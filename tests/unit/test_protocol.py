@@ -9,6 +9,7 @@ from fluxabee._protocol import (
     command_name,
     many_consumer_name,
     pack_ack,
+    pack_body_xadd,
     pack_command,
     pack_commands,
     pack_xadd,
@@ -35,6 +36,8 @@ def test_pack_command_is_resp() -> None:
 def test_packed_xadd_and_ack_are_the_commands_they_stand_for() -> None:
     for fields in ([b"s", b"\xa1a", b"k", b"v"], [b"s", b"\xa1a"]):  # meta, or the body alone
         assert pack_xadd(xadd_header("st"), fields) == pack_command(xadd_command("st", fields))
+    body_only = pack_command(xadd_command("st", [b"s", b"\xa1a"]))
+    assert pack_body_xadd(xadd_header("st"), b"\xa1a") == body_only
     assert pack_ack("st", "g", ["1-0", "2-0"]) == pack_commands(
         [[b"XACK", "st", "g", "1-0", "2-0"], [b"XDEL", "st", "1-0", "2-0"]]
     )

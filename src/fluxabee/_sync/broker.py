@@ -29,13 +29,20 @@ from .._keys import key_slot, lock_key
 from .._observe import Observers
 from .._outbox import MIN_BULK_LIMIT, Flush, Outbox, Pending, is_bulk_length_error, too_large
 from .._policy import RetryPolicy
-from .._protocol import Arg, many_consumer_name, pack_command, pack_xadd, xadd_header
+from .._protocol import (
+    Arg,
+    many_consumer_name,
+    pack_body_xadd,
+    pack_command,
+    pack_xadd,
+    xadd_header,
+)
 from .._retention import Retainer
 from .._scripts import prune_consumers
 from .._stats import StreamStatistics, parse_statistics, statistics_commands
 from .._streamconfig import Stream
 from .._trim import trim_to
-from ..codec import entry_fields
+from ..codec import encode_body, entry_fields
 from ..errors import (
     BrokerConnectionError,
     EventTooLargeError,
@@ -91,6 +98,11 @@ class EventBroker(Inspection):
             target = (pool.code, xadd_header(stream), key_slot(stream))
             self._targets[stream] = target
         observers = self._observers
+        if not meta and observers is None:  # the common case: the body alone
+            packed_body = encode_body(body)
+            if packed_body is not None:
+                packed = pack_body_xadd(target[1], packed_body)
+                return Pending(target[0], stream, packed, len(packed_body), target[2])
         observed = None if observers is None else observers.publishing(stream, meta)
         fields = entry_fields(body, meta if observed is None else observed)
         size = len(fields[1]) if len(fields) == 2 else max(map(len, fields))
@@ -376,7 +388,7 @@ class EventBroker(Inspection):
         self, stream: str, *, idle: float | _dt.timedelta, group: str | None = None
     ) -> list[str]:
         """Remove ``consumer_many`` names of ``group`` (default: the stream's first declared
-        group) idle longer than ``idle`` that hold no pending entries (a ``kill -9`` leaves
+        group) idle for at least ``idle`` that hold no pending entries (a ``kill -9`` leaves
         them in the group forever); returns their names.
 
         Atomic per stream (Lua): a consumer that holds entries, ``consumer-single`` and

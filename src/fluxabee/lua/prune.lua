@@ -14,7 +14,7 @@ for _, row in ipairs(consumers) do
   for i = 1, #row, 2 do info[row[i]] = row[i + 1] end
   local name = info['name']
   if name ~= ARGV[4] and string.sub(name, 1, #prefix) == prefix
-      and info['pending'] == 0 and info['idle'] > idle_limit then
+      and info['pending'] == 0 and info['idle'] >= idle_limit then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
     removed[#removed + 1] = name
   end
