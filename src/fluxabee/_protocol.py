@@ -90,9 +90,6 @@ def xadd_header(stream: str) -> bytes:
 
 def pack_xadd(header: bytes, fields: Sequence[bytes]) -> bytes:
     """``XADD <stream> * field value ...`` in RESP, from :func:`xadd_header`."""
-    if len(fields) == 2:  # one field (the body, nearly always): one format, no list
-        key, value = fields
-        return b"*5\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n" % (header, len(key), key, len(value), value)
     parts = [b"$%d\r\n%b\r\n" % (len(f), f) for f in fields]
     return b"*%d\r\n%b%b" % (len(fields) + 3, header, b"".join(parts))
 

@@ -123,10 +123,7 @@ class AsyncEventBroker(AsyncInspection):
         :class:`SerializationError` for a body that cannot be encoded; then nothing is
         buffered. The event is serialized here, so later changes to ``body`` do not leak in.
         """
-        if meta is None and not meta_kw:  # the common case: no meta, no merging
-            self._outbox.items.append(self._pack(stream, body, meta_kw))
-        else:
-            self._outbox.add(self._pack(stream, body, _merge_meta(meta, meta_kw)))
+        self._outbox.add(self._pack(stream, body, _merge_meta(meta, meta_kw)))
 
     @property
     def buffered(self) -> int:
