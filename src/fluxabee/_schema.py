@@ -105,6 +105,20 @@ def key_segment(key: Any) -> str:
     return f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
 
 
+class PathError(Exception):
+    """A value of a body that failed to encode or decode; ``path`` collects where,
+    innermost first (each level adds its :func:`key_segment` or ``[index]`` on the way out)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path: list[str] = []
+
+    def where(self) -> str:
+        """The path from the body to the value, e.g. ``items[2].sku`` (``""``: the body)."""
+        return "".join(reversed(self.path)).lstrip(".")
+
+
 # --- Encoding plans: where the C packer alone would get the bytes wrong -----------------
 #
 # A plan is ``None`` ("let msgpack's C packer do it": no float32 can hide beneath) or a

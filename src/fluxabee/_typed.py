@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 from ._schema import (
     _MAPPING_ORIGINS,
     _SEQUENCE_ORIGINS,
+    PathError,
     class_schema,
     is_model_class,
     key_segment,
@@ -39,17 +40,8 @@ _NONE_TYPE = type(None)
 _MISSING: Any = object()
 
 
-class Mismatch(Exception):
+class Mismatch(PathError):
     """A decoded value that does not fit its type hint; ``path`` collects where."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path: list[str] = []
-
-    def where(self) -> str:
-        """The path from the body to the value, e.g. ``items[2].sku`` (``""``: the body)."""
-        return "".join(reversed(self.path)).lstrip(".")
 
 
 _CONVERTERS: dict[Any, Converter] = {}

@@ -27,6 +27,7 @@ from ._schema import (
     WALK_CLASSES,
     ClassSchema,
     FieldSchema,
+    PathError,
     Plan,
     class_schema,
     is_model_class,
@@ -41,17 +42,8 @@ class NeedsWalk(Exception):
     """Raised by the hook for a value only :func:`walk_pack` writes right (float32)."""
 
 
-class EncodeFailure(Exception):
+class EncodeFailure(PathError):
     """A value that cannot be encoded; ``path`` collects where, innermost first."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path: list[str] = []
-
-    def where(self) -> str:
-        """The path from the body to the value, e.g. ``items[2].price`` (``""``: the body)."""
-        return "".join(reversed(self.path)).lstrip(".")
 
 
 def default(obj: Any) -> Any:
