@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fluxabee import AsyncEventBroker, BrokerConnectionError, ReplicationError
+from fluxabee import AsyncEvent, AsyncEventBroker, BrokerConnectionError, ReplicationError
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -76,3 +76,54 @@ class Steps:
         self._thread.join(90)
         if self._error is not None:
             raise self._error
+
+
+class Failover:
+    """What :func:`ride_out_failover` saw: IDs confirmed and handled, flushes that raised."""
+
+    def __init__(self, confirmed: list[str], handled: list[str], failed_flushes: int) -> None:
+        self.confirmed = confirmed
+        self.handled = handled
+        self.failed_flushes = failed_flushes
+        #: Confirmed IDs no handler saw.
+        self.lost = set(confirmed) - set(handled)
+        #: Handler calls beyond the first for an ID.
+        self.duplicates = len(handled) - len(set(handled))
+
+    def __str__(self) -> str:
+        return (
+            f"confirmed={len(self.confirmed)} lost={len(self.lost)} "
+            f"duplicates={self.duplicates} failed flushes={self.failed_flushes}"
+        )
+
+
+async def ride_out_failover(
+    broker: AsyncEventBroker,
+    stream: str,
+    fail_over: Callable[[], object],
+    failed_over: Callable[[], bool],
+) -> Failover:
+    """The failover scenario: 20 events confirmed by a replica, ``run()`` consuming; once 5
+    are handled a helper thread calls ``fail_over`` (kill the master, wait for the new one);
+    once ``failed_over()`` holds, the handler publishes 20 more; ``run()`` stops when every
+    confirmed event was handled."""
+    publisher = Publisher(broker, stream, wait_replicas=1)
+    confirmed = publisher.confirmed
+    await publisher.publish(list(range(20)))
+    consumer = broker.consumer_many(stream)
+    handled: list[str] = []
+    killer = Steps(("some events handled", lambda: len(handled) >= 5, fail_over)).start()
+
+    async def handler(events: list[AsyncEvent]) -> None:
+        handled.extend(e.id for e in events)
+        if len(handled) >= 5 and len(confirmed) == 20:
+            wait_for("the failover", failed_over)
+            await publisher.publish([f"after-{i}" for i in range(20)])
+        if len(confirmed) == 40 and set(confirmed) <= set(handled):
+            consumer.stop()
+
+    try:
+        await consumer.run(2, 0.2, handler)
+    finally:
+        killer.join()
+    return Failover(confirmed, handled, publisher.failed_flushes)

@@ -22,7 +22,7 @@ from fluxabee import (
     SyncEvent,
 )
 from fluxabee._keys import dead_letter_key, key_slot, lock_key
-from tests._sync.traffic import Publisher, Steps, wait_for
+from tests._sync.traffic import Steps, ride_out_failover, wait_for
 from tests.cluster import ClusterServer, Node
 from tests.faulty import FaultPlan, SyncFaultyBackend
 
@@ -232,36 +232,15 @@ def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failover_and
     cluster = cluster_with_replicas
     (stream,) = cluster.spread(1)
     victim = cluster.master_for_slot(key_slot(stream))
+    state: dict[str, Node | None] = {"new": None}
+
+    def fail_over() -> None:
+        cluster.kill(victim)
+        state["new"] = cluster.wait_failover(victim)
+
     with Engine(cluster_config(cluster, [stream], seeds=3)) as engine:
         broker = engine.new_context().event_broker()
-        publisher = Publisher(broker, stream, wait_replicas=1)
-        confirmed = publisher.confirmed
-        publisher.publish(list(range(20)))
-        consumer = broker.consumer_many(stream)
-        handled: list[str] = []
-        state: dict[str, Node | None] = {"new": None}
-
-        def fail_over() -> None:
-            cluster.kill(victim)
-            state["new"] = cluster.wait_failover(victim)
-
-        killer = Steps(("some events handled", lambda: len(handled) >= 5, fail_over)).start()
-
-        def handler(events: list[SyncEvent]) -> None:
-            handled.extend(e.id for e in events)
-            if len(handled) >= 5 and len(confirmed) == 20:
-                wait_for("the failover", lambda: state["new"] is not None, timeout=60.0)
-                publisher.publish([f"after-{i}" for i in range(20)])
-            if len(confirmed) == 40 and set(confirmed) <= set(handled):
-                consumer.stop()
-
-        try:
-            consumer.run(2, 0.2, handler)
-        finally:
-            killer.join()
-    lost = set(confirmed) - set(handled)
-    duplicates = len(handled) - len(set(handled))
-    print(f"failover: confirmed={len(confirmed)} lost={len(lost)} duplicates={duplicates} "
-          f"failed flushes={publisher.failed_flushes}")  # fmt: skip
-    assert not lost
+        seen = ride_out_failover(broker, stream, fail_over, lambda: state["new"] is not None)
+    print(f"failover: {seen}")
+    assert not seen.lost
     assert state["new"] is not None and state["new"] is not victim

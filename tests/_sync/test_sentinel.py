@@ -16,9 +16,8 @@ from fluxabee import (
     Config,
     Engine,
     RedisPool,
-    SyncEvent,
 )
-from tests._sync.traffic import Publisher, Steps, wait_for
+from tests._sync.traffic import ride_out_failover, wait_for
 from tests.sentinel import MASTER_NAME, SentinelServer
 
 
@@ -61,38 +60,17 @@ def test_given_the_master_killed_under_traffic_then_run_rides_out_the_failover_a
     sentinel_factory: Callable[..., SentinelServer],
 ) -> None:
     setup = sentinel_factory()
+    promoted: list[tuple[str, int]] = []
+
+    def fail_over() -> None:
+        setup.kill_master()
+        promoted.append(setup.wait_failover())
+
     with Engine(sentinel_config(setup)) as engine:
         broker = engine.new_context().event_broker()
-        publisher = Publisher(broker, "s", wait_replicas=1)
-        confirmed = publisher.confirmed
-        publisher.publish(list(range(20)))
-        consumer = broker.consumer_many("s")
-        handled: list[str] = []
-        promoted: list[tuple[str, int]] = []
-
-        def fail_over() -> None:
-            setup.kill_master()
-            promoted.append(setup.wait_failover())
-
-        killer = Steps(("some events handled", lambda: len(handled) >= 5, fail_over)).start()
-
-        def handler(events: list[SyncEvent]) -> None:
-            handled.extend(e.id for e in events)
-            if len(handled) >= 5 and len(confirmed) == 20:
-                wait_for("the failover", lambda: bool(promoted))
-                publisher.publish([f"after-{i}" for i in range(20)])
-            if len(confirmed) == 40 and set(confirmed) <= set(handled):
-                consumer.stop()
-
-        try:
-            consumer.run(2, 0.2, handler)
-        finally:
-            killer.join()
-    lost = set(confirmed) - set(handled)
-    duplicates = len(handled) - len(set(handled))
-    print(f"sentinel failover: confirmed={len(confirmed)} lost={len(lost)} "
-          f"duplicates={duplicates} failed flushes={publisher.failed_flushes}")  # fmt: skip
-    assert not lost
+        seen = ride_out_failover(broker, "s", fail_over, lambda: bool(promoted))
+    print(f"sentinel failover: {seen}")
+    assert not seen.lost
     assert promoted
 
 
