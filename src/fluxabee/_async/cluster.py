@@ -30,7 +30,13 @@ from .._constants import DEFAULT_SOCKET_TIMEOUT
 from .._protocol import Command, split_packed
 from .._scripts import ScriptCall
 from ..config import RedisPool
-from ..errors import BrokerConnectionError, RedisReplyError, RedisUnavailableError
+from ..errors import (
+    BrokerAuthenticationError,
+    BrokerConnectionError,
+    ClosedError,
+    RedisReplyError,
+    RedisUnavailableError,
+)
 from .client import AsyncPoolClient, call_one
 
 #: Sends commands ``start:`` to a node (asking or not) and appends their replies to ``out``.
@@ -51,6 +57,7 @@ class AsyncClusterClient:
         self._map: SlotMap | None = None
         self._stale = True
         self._refreshing = AsyncBackend.new_lock()
+        self._closed = False
 
     @property
     def where(self) -> str:
@@ -58,7 +65,10 @@ class AsyncClusterClient:
         return "cluster " + ", ".join(p.describe() for p in self._seeds)
 
     def node(self, address: Address) -> AsyncPoolClient:
-        """The connection pool of the node at ``address`` (no IO)."""
+        """The connection pool of the node at ``address`` (no IO); :class:`ClosedError`
+        once the engine closed (as a single server's pool: no new node, no new connection)."""
+        if self._closed:
+            raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
         found = self._nodes.get(address)
         if found is None:
             params = dataclasses.replace(
@@ -67,7 +77,14 @@ class AsyncClusterClient:
                 port=address.port,
                 server_hostname=address.host if self._base.server_hostname else None,
             )
-            found = self._nodes[address] = AsyncPoolClient(self.pool, self._backend, params)
+            # setdefault, not a check-then-set: the sync twin's lock keeper thread may ask
+            # for the same node at the same time, and a pool replaced in the dict would
+            # keep its connections where aclose never finds them.
+            found = self._nodes.setdefault(
+                address, AsyncPoolClient(self.pool, self._backend, params)
+            )
+            if self._closed:  # closed meanwhile: the pool has no connection, none opens
+                raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
         return found
 
     async def slot_map(self) -> SlotMap:
@@ -96,6 +113,8 @@ class AsyncClusterClient:
                     if exc.prefix != "ERR" or "shards" not in str(exc).lower():
                         raise
                     ranges = parse_slots(await node.call([b"CLUSTER", b"SLOTS"], retry_safe=True))
+            except BrokerAuthenticationError:
+                raise  # a wrong password is the same on every node: it needs a human
             except (BrokerConnectionError, RedisUnavailableError) as exc:
                 failures.append(exc)
                 continue
@@ -137,11 +156,12 @@ class AsyncClusterClient:
         """A client for the commands of one slot (a stream and its companions)."""
         found = self._slots.get(slot)
         if found is None:
-            found = self._slots[slot] = AsyncSlotClient(self, slot)
+            found = self._slots.setdefault(slot, AsyncSlotClient(self, slot))
         return found
 
     async def aclose(self) -> None:
-        """Close every node's connections."""
+        """Close every node's connections; the client cannot be used afterwards."""
+        self._closed = True
         nodes, self._nodes = list(self._nodes.values()), {}
         for node in nodes:
             await node.aclose()

@@ -43,6 +43,7 @@ class AsyncSentinelClient(AsyncPoolClient):
         return f"master {self._master_name!r} ({master}) of sentinels {sentinels}"
 
     async def _acquire(self) -> tuple[AsyncConnection, bool]:
+        self._check_open()  # closed: no sentinel is asked, no connection opened
         if not self._resolved:
             await self._resolve()
         return await super()._acquire()

@@ -31,7 +31,13 @@ from .._constants import DEFAULT_SOCKET_TIMEOUT
 from .._protocol import Command, split_packed
 from .._scripts import ScriptCall
 from ..config import RedisPool
-from ..errors import BrokerConnectionError, RedisReplyError, RedisUnavailableError
+from ..errors import (
+    BrokerAuthenticationError,
+    BrokerConnectionError,
+    ClosedError,
+    RedisReplyError,
+    RedisUnavailableError,
+)
 from .client import PoolClient, call_one
 
 #: Sends commands ``start:`` to a node (asking or not) and appends their replies to ``out``.
@@ -52,6 +58,7 @@ class ClusterClient:
         self._map: SlotMap | None = None
         self._stale = True
         self._refreshing = SyncBackend.new_lock()
+        self._closed = False
 
     @property
     def where(self) -> str:
@@ -59,7 +66,10 @@ class ClusterClient:
         return "cluster " + ", ".join(p.describe() for p in self._seeds)
 
     def node(self, address: Address) -> PoolClient:
-        """The connection pool of the node at ``address`` (no IO)."""
+        """The connection pool of the node at ``address`` (no IO); :class:`ClosedError`
+        once the engine closed (as a single server's pool: no new node, no new connection)."""
+        if self._closed:
+            raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
         found = self._nodes.get(address)
         if found is None:
             params = dataclasses.replace(
@@ -68,7 +78,12 @@ class ClusterClient:
                 port=address.port,
                 server_hostname=address.host if self._base.server_hostname else None,
             )
-            found = self._nodes[address] = PoolClient(self.pool, self._backend, params)
+            # setdefault, not a check-then-set: the sync twin's lock keeper thread may ask
+            # for the same node at the same time, and a pool replaced in the dict would
+            # keep its connections where close never finds them.
+            found = self._nodes.setdefault(address, PoolClient(self.pool, self._backend, params))
+            if self._closed:  # closed meanwhile: the pool has no connection, none opens
+                raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
         return found
 
     def slot_map(self) -> SlotMap:
@@ -97,6 +112,8 @@ class ClusterClient:
                     if exc.prefix != "ERR" or "shards" not in str(exc).lower():
                         raise
                     ranges = parse_slots(node.call([b"CLUSTER", b"SLOTS"], retry_safe=True))
+            except BrokerAuthenticationError:
+                raise  # a wrong password is the same on every node: it needs a human
             except (BrokerConnectionError, RedisUnavailableError) as exc:
                 failures.append(exc)
                 continue
@@ -138,11 +155,12 @@ class ClusterClient:
         """A client for the commands of one slot (a stream and its companions)."""
         found = self._slots.get(slot)
         if found is None:
-            found = self._slots[slot] = SlotClient(self, slot)
+            found = self._slots.setdefault(slot, SlotClient(self, slot))
         return found
 
     def close(self) -> None:
-        """Close every node's connections."""
+        """Close every node's connections; the client cannot be used afterwards."""
+        self._closed = True
         nodes, self._nodes = list(self._nodes.values()), {}
         for node in nodes:
             node.close()

@@ -44,6 +44,7 @@ class SentinelClient(PoolClient):
         return f"master {self._master_name!r} ({master}) of sentinels {sentinels}"
 
     def _acquire(self) -> tuple[Connection, bool]:
+        self._check_open()  # closed: no sentinel is asked, no connection opened
         if not self._resolved:
             self._resolve()
         return super()._acquire()
