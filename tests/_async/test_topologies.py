@@ -5,6 +5,8 @@ master alike (issue 14, items 5, 6, 13 and 30)."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -12,9 +14,15 @@ from fluxabee import (
     AsyncEngine,
     AsyncEvent,
     BrokerAuthenticationError,
+    BrokerConnectionError,
     ClosedError,
+    Config,
     PermissionDeniedError,
+    RedisPool,
 )
+from fluxabee._constants import DEFAULT_SOCKET_TIMEOUT
+from tests.cluster import ClusterServer
+from tests.servers import RedisServer
 from tests.topologies import (  # noqa: F401 - the fixtures
     STREAM,
     Topology,
@@ -120,3 +128,43 @@ async def test_a_command_the_acl_user_may_not_run_is_a_permission_error_on_every
                 await broker.publish_now(STREAM, "x")
     finally:
         topology.on_every_node("ACL", "DELUSER", "no-xadd")
+
+
+# -- item 30: the pool's timeout -----------------------------------------------------------
+
+
+async def test_given_a_stopped_server_and_a_small_timeout_then_a_command_fails_within_it(
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    server = server_factory()
+    pool = RedisPool(uri=server.url, streams=[STREAM], timeout=0.2)
+    async with AsyncEngine(Config(redis_pools=[pool])) as engine:
+        broker = engine.new_context().event_broker()
+        await broker.publish_now(STREAM, "warm")  # a pooled connection
+        server.server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BrokerConnectionError, match=r"(?i)time"):
+                await broker.publish_now(STREAM, "x")
+            assert time.monotonic() - started < DEFAULT_SOCKET_TIMEOUT / 2  # not the default
+        finally:
+            server.server.resume()
+
+
+async def test_given_a_stopped_cluster_node_and_a_small_timeout_then_a_command_fails_within_it(
+    cluster: ClusterServer,
+) -> None:
+    seed = f"127.0.0.1:{cluster.masters()[0].port}"
+    pool = RedisPool(uri=seed, cluster=True, streams=[STREAM], timeout=0.2)
+    async with AsyncEngine(Config(redis_pools=[pool])) as engine:
+        broker = engine.new_context().event_broker()
+        await broker.publish_now(STREAM, "warm")  # the map is known, a connection pooled
+        node = cluster.master_for_slot(cluster.keyslot(STREAM))
+        cluster.pause(node)
+        try:
+            started = time.monotonic()
+            with pytest.raises(BrokerConnectionError):
+                await broker.publish_now(STREAM, "x")
+            assert time.monotonic() - started < DEFAULT_SOCKET_TIMEOUT / 2
+        finally:
+            cluster.resume(node)

@@ -26,7 +26,6 @@ from .._cluster import (
     topology_changed,
 )
 from .._connparams import conn_params
-from .._constants import DEFAULT_SOCKET_TIMEOUT
 from .._protocol import Command, split_packed
 from .._scripts import ScriptCall
 from ..config import RedisPool
@@ -49,7 +48,7 @@ class AsyncClusterClient:
     def __init__(self, pool: RedisPool, backend: AsyncNetworkBackend) -> None:
         self.pool = pool
         self._backend = backend
-        self._seeds = [conn_params(url) for url in pool.urls]
+        self._seeds = [conn_params(url, pool.timeout_seconds) for url in pool.urls]
         self._base = self._seeds[0]  # credentials and TLS shared by every node
         self._tls = self._base.tls is not None
         self._nodes: dict[Address, AsyncPoolClient] = {}
@@ -219,7 +218,7 @@ class AsyncSlotClient:
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """As :meth:`AsyncPoolClient.execute_packed`, on the slot's master."""
@@ -237,7 +236,7 @@ class AsyncSlotClient:
         commands: Sequence[Command | ScriptCall],
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """As :meth:`AsyncPoolClient.execute`, on the slot's master."""
@@ -253,7 +252,7 @@ class AsyncSlotClient:
         self,
         command: Command | ScriptCall,
         *,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised."""

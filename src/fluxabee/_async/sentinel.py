@@ -13,7 +13,6 @@ from typing import Any
 
 from .._backends import AsyncBackend, AsyncNetworkBackend
 from .._connparams import ConnParams, conn_params
-from .._constants import DEFAULT_SOCKET_TIMEOUT
 from ..config import RedisPool
 from ..errors import (
     BrokerAuthenticationError,
@@ -30,7 +29,7 @@ class AsyncSentinelClient(AsyncPoolClient):
 
     def __init__(self, pool: RedisPool, backend: AsyncNetworkBackend) -> None:
         super().__init__(pool, backend)
-        self._sentinels = [conn_params(url) for url in pool.sentinel_urls]
+        self._sentinels = [conn_params(url, pool.timeout_seconds) for url in pool.sentinel_urls]
         self._master_name = str(pool.master_name)
         self._resolved = False
         self._resolving = AsyncBackend.new_lock()
@@ -122,7 +121,7 @@ class AsyncSentinelClient(AsyncPoolClient):
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:

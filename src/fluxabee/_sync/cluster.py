@@ -27,7 +27,6 @@ from .._cluster import (
     topology_changed,
 )
 from .._connparams import conn_params
-from .._constants import DEFAULT_SOCKET_TIMEOUT
 from .._protocol import Command, split_packed
 from .._scripts import ScriptCall
 from ..config import RedisPool
@@ -50,7 +49,7 @@ class ClusterClient:
     def __init__(self, pool: RedisPool, backend: SyncNetworkBackend) -> None:
         self.pool = pool
         self._backend = backend
-        self._seeds = [conn_params(url) for url in pool.urls]
+        self._seeds = [conn_params(url, pool.timeout_seconds) for url in pool.urls]
         self._base = self._seeds[0]  # credentials and TLS shared by every node
         self._tls = self._base.tls is not None
         self._nodes: dict[Address, PoolClient] = {}
@@ -218,7 +217,7 @@ class SlotClient:
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """As :meth:`PoolClient.execute_packed`, on the slot's master."""
@@ -236,7 +235,7 @@ class SlotClient:
         commands: Sequence[Command | ScriptCall],
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """As :meth:`PoolClient.execute`, on the slot's master."""
@@ -252,7 +251,7 @@ class SlotClient:
         self,
         command: Command | ScriptCall,
         *,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised."""

@@ -14,7 +14,6 @@ from typing import Any
 
 from .._backends import SyncBackend, SyncNetworkBackend
 from .._connparams import ConnParams, conn_params
-from .._constants import DEFAULT_SOCKET_TIMEOUT
 from ..config import RedisPool
 from ..errors import (
     BrokerAuthenticationError,
@@ -31,7 +30,7 @@ class SentinelClient(PoolClient):
 
     def __init__(self, pool: RedisPool, backend: SyncNetworkBackend) -> None:
         super().__init__(pool, backend)
-        self._sentinels = [conn_params(url) for url in pool.sentinel_urls]
+        self._sentinels = [conn_params(url, pool.timeout_seconds) for url in pool.sentinel_urls]
         self._master_name = str(pool.master_name)
         self._resolved = False
         self._resolving = SyncBackend.new_lock()
@@ -123,7 +122,7 @@ class SentinelClient(PoolClient):
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:
