@@ -112,6 +112,17 @@ class SentinelClient(PoolClient):
         for conn in old:
             self._forget(conn)
 
+    def _release(self, conn: Connection) -> None:
+        # A connection in use while the sentinels named another master (a command in
+        # flight, a blocked read) still points at the old one: never reuse it, or the next
+        # command would write to a demoted (or partitioned, still writable) node.
+        with self._guard:
+            if not self._closed and conn.where == self._params.describe():
+                self._idle.append(conn)
+                return
+            self._open.discard(conn)
+        conn.abort()
+
     def topology_changed(self) -> None:
         """A failure or a READONLY reply: ask the sentinels again before the next command."""
         self._resolved = False
