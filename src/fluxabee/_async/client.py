@@ -381,6 +381,17 @@ class AsyncPoolClient:
         for conn in conns:
             conn.abort()
 
+    def close_idle(self) -> bool:
+        """Close the idle connections (a node left the topology); whether some connection
+        is still in use (it is closed by a later call, or by :meth:`aclose`)."""
+        with self._guard:
+            idle, self._idle = self._idle, []
+            self._open.difference_update(idle)
+            busy = bool(self._open)
+        for conn in idle:
+            conn.abort()
+        return busy
+
 
 async def call_one(
     client: AsyncCommands, command: Command | ScriptCall, timeout: float | None, retry_safe: bool

@@ -52,6 +52,8 @@ class AsyncClusterClient:
         self._base = self._seeds[0]  # credentials and TLS shared by every node
         self._tls = self._base.tls is not None
         self._nodes: dict[Address, AsyncPoolClient] = {}
+        #: Pools of nodes that left the map with a connection still in use.
+        self._departed: list[AsyncPoolClient] = []
         self._slots: dict[int, AsyncSlotClient] = {}
         self._map: SlotMap | None = None
         self._stale = True
@@ -95,7 +97,19 @@ class AsyncClusterClient:
             if self._map is None or self._stale:
                 self._map = await self._ask_map()
                 self._stale = False
+                self._drop_departed(self._map)
             return self._map
+
+    def _drop_departed(self, current: SlotMap) -> None:
+        """Close the connections of nodes that serve no slot any more (a demoted master, a
+        removed node, a seed that is a replica): kept, they would stay open for the life
+        of the engine. One still in use is closed on a later refresh, or by :meth:`aclose`."""
+        serving = set(current.nodes())
+        for address in [a for a in list(self._nodes) if a not in serving]:
+            node = self._nodes.pop(address, None)
+            if node is not None:
+                self._departed.append(node)
+        self._departed = [node for node in self._departed if node.close_idle()]
 
     async def _ask_map(self) -> SlotMap:
         known = self._map.nodes() if self._map is not None else []
@@ -161,7 +175,8 @@ class AsyncClusterClient:
     async def aclose(self) -> None:
         """Close every node's connections; the client cannot be used afterwards."""
         self._closed = True
-        nodes, self._nodes = list(self._nodes.values()), {}
+        nodes, self._nodes = list(self._nodes.values()) + self._departed, {}
+        self._departed = []
         for node in nodes:
             await node.aclose()
 

@@ -53,6 +53,8 @@ class ClusterClient:
         self._base = self._seeds[0]  # credentials and TLS shared by every node
         self._tls = self._base.tls is not None
         self._nodes: dict[Address, PoolClient] = {}
+        #: Pools of nodes that left the map with a connection still in use.
+        self._departed: list[PoolClient] = []
         self._slots: dict[int, SlotClient] = {}
         self._map: SlotMap | None = None
         self._stale = True
@@ -94,7 +96,19 @@ class ClusterClient:
             if self._map is None or self._stale:
                 self._map = self._ask_map()
                 self._stale = False
+                self._drop_departed(self._map)
             return self._map
+
+    def _drop_departed(self, current: SlotMap) -> None:
+        """Close the connections of nodes that serve no slot any more (a demoted master, a
+        removed node, a seed that is a replica): kept, they would stay open for the life
+        of the engine. One still in use is closed on a later refresh, or by :meth:`close`."""
+        serving = set(current.nodes())
+        for address in [a for a in list(self._nodes) if a not in serving]:
+            node = self._nodes.pop(address, None)
+            if node is not None:
+                self._departed.append(node)
+        self._departed = [node for node in self._departed if node.close_idle()]
 
     def _ask_map(self) -> SlotMap:
         known = self._map.nodes() if self._map is not None else []
@@ -160,7 +174,8 @@ class ClusterClient:
     def close(self) -> None:
         """Close every node's connections; the client cannot be used afterwards."""
         self._closed = True
-        nodes, self._nodes = list(self._nodes.values()), {}
+        nodes, self._nodes = list(self._nodes.values()) + self._departed, {}
+        self._departed = []
         for node in nodes:
             node.close()
 
