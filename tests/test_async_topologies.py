@@ -54,3 +54,20 @@ async def test_a_cancelled_close_raises_at_once_and_the_close_still_finishes(
     with pytest.raises(ClosedError):
         await broker.publish_now(STREAM, "late")
     await engine.aclose()  # and closing again is a no-op
+
+
+async def test_closing_the_engine_wakes_a_run_blocked_in_a_read_with_a_closed_error(
+    topology: Topology,
+) -> None:
+    engine = AsyncEngine(topology.config())
+    consumer = engine.new_context().event_broker().consumer_many(STREAM)
+    running = asyncio.get_running_loop().create_task(consumer.run(10, 30.0, ignore))
+
+    def blocked() -> bool:
+        info = topology.run(STREAM, "INFO", "clients")
+        return int(info["blocked_clients"]) == 1
+
+    await until(blocked, "a blocked read")
+    await engine.aclose()
+    with pytest.raises(ClosedError):
+        await asyncio.wait_for(running, 5)
