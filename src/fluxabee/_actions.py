@@ -16,7 +16,6 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
-from ._constants import DEFAULT_SOCKET_TIMEOUT
 from ._protocol import Command
 from ._scripts import ScriptCall
 from .event import Event
@@ -38,7 +37,7 @@ class Send:
     packed: bytes = b""
     count: int = 0
     retry_safe: bool = False
-    timeout: float = DEFAULT_SOCKET_TIMEOUT
+    timeout: float | None = None  # None: the pool's command timeout
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .errors import ConfigError
 
 _CERT_REQS = {
@@ -35,6 +36,10 @@ class ConnParams:
     password: str | None = field(repr=False)
     tls: ssl.SSLContext | None = field(repr=False)
     server_hostname: str | None
+    #: Seconds to wait for a TCP / TLS / unix connection to open.
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    #: Seconds to wait for the replies of a command that does not block on the server.
+    command_timeout: float = DEFAULT_SOCKET_TIMEOUT
 
     def handshake(self) -> list[list[bytes | str | int]]:
         """The commands sent on every new connection (AUTH, SELECT)."""
@@ -77,8 +82,10 @@ def _tls_context(options: dict[str, str], host: str) -> tuple[ssl.SSLContext, st
     return context, host if check_hostname else None
 
 
-def conn_params(url: str) -> ConnParams:
-    """Parse a normalized pool URL (``RedisPool.url``)."""
+def conn_params(url: str, timeout: float | None = None) -> ConnParams:
+    """Parse a normalized pool URL (``RedisPool.url``); ``timeout`` (``RedisPool.timeout``)
+    is both the connect and the command timeout, ``None`` keeps the defaults."""
+    timeouts = {} if timeout is None else {"connect_timeout": timeout, "command_timeout": timeout}
     parts = urlsplit(url)
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     username = unquote(parts.username) if parts.username else None
@@ -93,6 +100,7 @@ def conn_params(url: str) -> ConnParams:
             password=password,
             tls=None,
             server_hostname=None,
+            **timeouts,
         )
     host = parts.hostname or "localhost"
     db_text = parts.path.lstrip("/")
@@ -109,4 +117,5 @@ def conn_params(url: str) -> ConnParams:
         password=password,
         tls=tls,
         server_hostname=server_hostname,
+        **timeouts,
     )

@@ -22,6 +22,7 @@ normalized redis-py URL that names the database. Every error is a
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from urllib.parse import quote
 import yaml
 
 from fluxabee._constants import DEFAULT_POOL_CODE
-from fluxabee._streamconfig import Stream, stream_from
+from fluxabee._streamconfig import Stream, duration, stream_from
 from fluxabee._uris import ParsedUri, build_url, describe, mask, parse_uri, short
 from fluxabee.errors import ConfigError, UnknownStreamError
 
@@ -39,7 +40,7 @@ from fluxabee.errors import ConfigError, UnknownStreamError
 _TLS_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 #: The keys a pool may have in the YAML / dict layout.
 _POOL_KEYS = ("redis", "streams", "cluster", "sentinels", "master_name", "sentinel_password",
-              *_TLS_KEYS)  # fmt: skip
+              *_TLS_KEYS, "timeout")  # fmt: skip
 #: The Redis of a YAML pool that names none (FluxaORM's default).
 _YAML_DEFAULT_REDIS = "127.0.0.1:6379:0"
 
@@ -149,6 +150,10 @@ class RedisPool:
       port are asked of the sentinels. ``sentinel_password`` authenticates to them.
     - TLS: a ``rediss://`` URI, plus ``ssl_ca_certs`` (a CA bundle to verify the server)
       and ``ssl_certfile`` / ``ssl_keyfile`` (a client certificate).
+    - ``timeout``: seconds (a number, a ``timedelta`` or ``"30s"``) to wait for a
+      connection to open and for the replies of a command, on every node, sentinel and
+      master of the pool; a blocking read waits its block time plus 5 s. ``None`` (the
+      default): 5 s to connect, 10 s for replies. Stored as seconds (``float``).
 
     ``streams`` accepts any list of distinct streams, each a name or a :class:`Stream` (its
     groups, retention and caps), and is stored as a tuple of names; :attr:`stream_settings`
@@ -168,6 +173,8 @@ class RedisPool:
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    timeout: float | _dt.timedelta | str | None = None
+    """Connect and command timeout, seconds (``None``: 5 s to connect, 10 s for replies)."""
     _urls: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _sentinel_urls: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _db: int = field(init=False, repr=False, compare=False)
@@ -198,6 +205,8 @@ class RedisPool:
         if options and any(p.scheme != "rediss" for p in seeds):
             raise ConfigError(f"{where}.{next(iter(options))}: TLS options need a rediss:// uri")
         sentinels = self._check_sentinels(where, seeds)
+        if self.timeout is not None:
+            object.__setattr__(self, "timeout", duration(self.timeout, f"{where}.timeout"))
         if self.cluster:
             if db != 0:
                 raise ConfigError(f"{where}.database: a Redis Cluster has database 0 only")
@@ -253,7 +262,15 @@ class RedisPool:
             if self.sentinel_password is not None:
                 parts.append("sentinel_password='***'")
         parts += [f"{k}={getattr(self, k)!r}" for k in _TLS_KEYS if getattr(self, k)]
+        if self.timeout is not None:
+            parts.append(f"timeout={self.timeout!r}")
         return f"RedisPool({', '.join(parts)})"
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        """``timeout`` in seconds, or ``None`` (the defaults)."""
+        timeout: Any = self.timeout
+        return None if timeout is None else float(timeout)
 
     def _shown_streams(self) -> tuple[str | Stream, ...]:
         return tuple(s.name if s.is_plain else s for s in self._settings)

@@ -243,3 +243,36 @@ async def test_given_a_master_killed_under_traffic_then_run_rides_out_the_failov
     print(f"failover: {seen}")
     assert not seen.lost
     assert state["new"] is not None and state["new"] is not victim
+
+
+async def test_given_a_graceful_failover_then_the_connections_to_the_demoted_master_are_closed(
+    cluster_with_replicas: ClusterServer,
+) -> None:
+    # Given a pooled connection to the master of a stream
+    cluster = cluster_with_replicas
+    (stream,) = cluster.spread(1, prefix="departed")
+    old = cluster.master_for_slot(key_slot(stream))
+    (new,) = [cluster.node(n["port"]) for n in old.view() if n["master"] == old.id]  # type: ignore[arg-type]
+    seed = next(n for n in cluster.masters() if n is not old)
+    config = Config(
+        redis_pools=[RedisPool(uri=f"127.0.0.1:{seed.port}", cluster=True, streams=[stream])]
+    )
+
+    def ours_on_old() -> int:  # our clients on the old master: the last ran XADD
+        clients: Any = old.execute("CLIENT", "LIST")  # text: one line per client
+        return sum(1 for line in str(clients).splitlines() if " cmd=xadd " in f" {line} ")
+
+    async with AsyncEngine(config) as engine:
+        broker = engine.new_context().event_broker()
+        await broker.publish_now(stream, "before")
+        assert ours_on_old() == 1
+        # When its replica takes over (the old master stays up, as a replica, clients kept)
+        new.execute("CLUSTER", "FAILOVER")
+        wait_for("the replica to take over", lambda: new.role == "master" and old.role == "replica")
+        cluster.wait_healthy()
+        await broker.publish_now(stream, "after")  # MOVED: the map is asked again
+        # Then nothing stays connected to a node that serves no slot any more
+        wait_for("our connections to the old master to close", lambda: ours_on_old() == 0, 20)
+        seen: list[Any] = []
+        await broker.consumer_many(stream).consume(10, 0, seen.extend)
+    assert [e.body for e in seen] == ["before", "after"]

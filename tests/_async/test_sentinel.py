@@ -100,6 +100,56 @@ async def test_given_a_graceful_failover_then_a_readonly_reply_makes_the_client_
         client.close()
 
 
+async def test_a_connection_in_use_across_a_switchover_is_never_reused_on_the_old_master(
+    sentinel_factory: Callable[..., SentinelServer],
+) -> None:
+    # Given a connection in use on the first master (a command in flight) when the
+    # sentinels name another master and the client learns it (from another connection),
+    # the old master still writable: a partition, where no sentinel could reach it to kill
+    # its clients (as a graceful failover does)
+    setup = sentinel_factory()
+    old, new = setup.master, setup.replica
+    engine = AsyncEngine(sentinel_config(setup))
+    client: Any = engine._clients.client("default")  # the Sentinel pool client itself
+    try:
+        await client.call([b"SET", b"k", b"0"])  # the first master, found and pooled
+        in_flight, _ = await client._acquire()
+        _split_brain(setup, new)
+        client.topology_changed()  # as a READONLY or a failure on another connection does
+        await client.call([b"SET", b"k", b"1"])  # the sentinels are asked: the new master
+        # When the command in flight ends and its connection goes back to the pool
+        client._release(in_flight)
+        # Then the next command goes to the new master, never to the old one
+        await client.call([b"SET", b"k", b"2"])
+    finally:
+        await engine.aclose()
+    assert [_get(setup, server, "k") for server in (old, new)] == ["0", "2"]
+
+
+def _split_brain(setup: SentinelServer, new: Any) -> None:
+    """Promote ``new`` by hand and make the sentinel name it; the old master stays one."""
+    client = setup.client(new)
+    try:
+        client.execute_command("REPLICAOF", "NO", "ONE")
+    finally:
+        client.close()
+    admin = setup.sentinel_client()
+    try:
+        admin.execute_command("SENTINEL", "REMOVE", MASTER_NAME)
+        admin.execute_command("SENTINEL", "MONITOR", MASTER_NAME, "127.0.0.1", new.port, 1)
+    finally:
+        admin.close()
+    wait_for("the sentinel to name the new master", lambda: setup.current_master() is new)
+
+
+def _get(setup: SentinelServer, server: Any, key: str) -> Any:
+    client = setup.client(server)
+    try:
+        return client.get(key)
+    finally:
+        client.close()
+
+
 def _role(setup: SentinelServer, server: Any) -> str:
     """The node's ROLE; ``""`` while it drops its clients to switch roles."""
     client = setup.client(server)

@@ -97,3 +97,20 @@ def test_other_replies_are_no_redirects() -> None:
     assert topology_changed(reply_error("CLUSTERDOWN The cluster is down"))
     assert topology_changed(reply_error("READONLY You can't write against a read only replica."))
     assert not topology_changed(reply_error("WRONGTYPE no"))
+
+
+def test_a_failed_master_is_skipped_wherever_the_shard_lists_it() -> None:
+    # Given shards whose failed master comes after the live one, and a shard whose only
+    # master failed (a failover not finished: nobody serves its slots yet)
+    def node(name: bytes, port: int, health: bytes) -> list[object]:
+        return [b"id", name, b"port", port, b"ip", b"10.0.0.9", b"endpoint", b"10.0.0.9",
+                b"role", b"master", b"health", health]  # fmt: skip
+
+    shards = [
+        [b"slots", [0, 99], b"nodes", [node(b"a", 7000, b"online"), node(b"b", 7001, b"failed")]],
+        [b"slots", [100, 199], b"nodes", [node(b"c", 7002, b"failed")]],
+    ]
+    # When the map is read, then only the live master serves, and no failed one at all
+    ranges = parse_shards(shards)
+    assert ranges == [(0, 99, Address("10.0.0.9", 7000))]
+    assert SlotMap(ranges).owner(150) is None

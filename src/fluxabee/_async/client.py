@@ -18,7 +18,6 @@ import hiredis
 
 from .._backends import AsyncBackend, AsyncNetworkBackend, AsyncStream
 from .._connparams import ConnParams, conn_params
-from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .._outbox import DEFAULT_BULK_LIMIT
 from .._protocol import ASKING, Command, command_name, pack_command, split_packed
 from .._scripts import ScriptCall
@@ -50,7 +49,7 @@ class AsyncCommands(Protocol):
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """Run ``count`` packed commands; one raw reply each (error replies in place)."""
@@ -60,7 +59,7 @@ class AsyncCommands(Protocol):
         commands: Sequence[Command | ScriptCall],
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """Run ``commands``; one raw reply each (error replies in place)."""
@@ -69,7 +68,7 @@ class AsyncCommands(Protocol):
         self,
         command: Command | ScriptCall,
         *,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised."""
@@ -102,14 +101,14 @@ class AsyncConnection:
         """Connect and run the handshake (AUTH, SELECT)."""
         where = params.describe()
         with translate_io_errors(where):
-            stream = await backend.connect(params, DEFAULT_CONNECT_TIMEOUT)
+            stream = await backend.connect(params, params.connect_timeout)
         conn = cls(stream, where)
         try:
             handshake = params.handshake()
             if handshake:
                 replies: list[Any] = []
                 payload = b"".join(pack_command(c) for c in handshake)
-                await conn.run(payload, len(handshake), replies, DEFAULT_SOCKET_TIMEOUT)
+                await conn.run(payload, len(handshake), replies, params.command_timeout)
                 for reply in replies:
                     if isinstance(reply, FluxabeeError):
                         raise reply
@@ -165,7 +164,7 @@ class AsyncPoolClient:
         self, pool: RedisPool, backend: AsyncNetworkBackend, params: ConnParams | None = None
     ) -> None:
         self.pool = pool
-        self._params = params or conn_params(pool.url)
+        self._params = params or conn_params(pool.url, pool.timeout_seconds)
         self._backend = backend
         self._idle: list[AsyncConnection] = []
         self._open: set[AsyncConnection] = set()
@@ -223,7 +222,7 @@ class AsyncPoolClient:
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:
@@ -237,6 +236,8 @@ class AsyncPoolClient:
         command follows an ``ASKING`` (a Cluster ASK redirect), whose reply is dropped.
         """
         replies: list[Any] = [] if out is None else out
+        if timeout is None:
+            timeout = self._params.command_timeout
         if asking:
             return await self._asking(payload, count, replies, timeout)
         for attempt in (1, 2):
@@ -280,7 +281,7 @@ class AsyncPoolClient:
         commands: Sequence[Command | ScriptCall],
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:
@@ -326,7 +327,7 @@ class AsyncPoolClient:
         self,
         command: Command | ScriptCall,
         *,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised. Not resent unless ``retry_safe``."""
@@ -379,6 +380,17 @@ class AsyncPoolClient:
             conns, self._open, self._idle = list(self._open), set(), []
         for conn in conns:
             conn.abort()
+
+    def close_idle(self) -> bool:
+        """Close the idle connections (a node left the topology); whether some connection
+        is still in use (it is closed by a later call, or by :meth:`aclose`)."""
+        with self._guard:
+            idle, self._idle = self._idle, []
+            self._open.difference_update(idle)
+            busy = bool(self._open)
+        for conn in idle:
+            conn.abort()
+        return busy
 
 
 async def call_one(

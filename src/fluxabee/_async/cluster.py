@@ -26,11 +26,16 @@ from .._cluster import (
     topology_changed,
 )
 from .._connparams import conn_params
-from .._constants import DEFAULT_SOCKET_TIMEOUT
 from .._protocol import Command, split_packed
 from .._scripts import ScriptCall
 from ..config import RedisPool
-from ..errors import BrokerConnectionError, RedisReplyError, RedisUnavailableError
+from ..errors import (
+    BrokerAuthenticationError,
+    BrokerConnectionError,
+    ClosedError,
+    RedisReplyError,
+    RedisUnavailableError,
+)
 from .client import AsyncPoolClient, call_one
 
 #: Sends commands ``start:`` to a node (asking or not) and appends their replies to ``out``.
@@ -43,14 +48,17 @@ class AsyncClusterClient:
     def __init__(self, pool: RedisPool, backend: AsyncNetworkBackend) -> None:
         self.pool = pool
         self._backend = backend
-        self._seeds = [conn_params(url) for url in pool.urls]
+        self._seeds = [conn_params(url, pool.timeout_seconds) for url in pool.urls]
         self._base = self._seeds[0]  # credentials and TLS shared by every node
         self._tls = self._base.tls is not None
         self._nodes: dict[Address, AsyncPoolClient] = {}
+        #: Pools of nodes that left the map with a connection still in use.
+        self._departed: list[AsyncPoolClient] = []
         self._slots: dict[int, AsyncSlotClient] = {}
         self._map: SlotMap | None = None
         self._stale = True
         self._refreshing = AsyncBackend.new_lock()
+        self._closed = False
 
     @property
     def where(self) -> str:
@@ -58,7 +66,10 @@ class AsyncClusterClient:
         return "cluster " + ", ".join(p.describe() for p in self._seeds)
 
     def node(self, address: Address) -> AsyncPoolClient:
-        """The connection pool of the node at ``address`` (no IO)."""
+        """The connection pool of the node at ``address`` (no IO); :class:`ClosedError`
+        once the engine closed (as a single server's pool: no new node, no new connection)."""
+        if self._closed:
+            raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
         found = self._nodes.get(address)
         if found is None:
             params = dataclasses.replace(
@@ -67,7 +78,14 @@ class AsyncClusterClient:
                 port=address.port,
                 server_hostname=address.host if self._base.server_hostname else None,
             )
-            found = self._nodes[address] = AsyncPoolClient(self.pool, self._backend, params)
+            # setdefault, not a check-then-set: the sync twin's lock keeper thread may ask
+            # for the same node at the same time, and a pool replaced in the dict would
+            # keep its connections where aclose never finds them.
+            found = self._nodes.setdefault(
+                address, AsyncPoolClient(self.pool, self._backend, params)
+            )
+            if self._closed:  # closed meanwhile: the pool has no connection, none opens
+                raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
         return found
 
     async def slot_map(self) -> SlotMap:
@@ -79,7 +97,19 @@ class AsyncClusterClient:
             if self._map is None or self._stale:
                 self._map = await self._ask_map()
                 self._stale = False
+                self._drop_departed(self._map)
             return self._map
+
+    def _drop_departed(self, current: SlotMap) -> None:
+        """Close the connections of nodes that serve no slot any more (a demoted master, a
+        removed node, a seed that is a replica): kept, they would stay open for the life
+        of the engine. One still in use is closed on a later refresh, or by :meth:`aclose`."""
+        serving = set(current.nodes())
+        for address in [a for a in list(self._nodes) if a not in serving]:
+            node = self._nodes.pop(address, None)
+            if node is not None:
+                self._departed.append(node)
+        self._departed = [node for node in self._departed if node.close_idle()]
 
     async def _ask_map(self) -> SlotMap:
         known = self._map.nodes() if self._map is not None else []
@@ -96,6 +126,8 @@ class AsyncClusterClient:
                     if exc.prefix != "ERR" or "shards" not in str(exc).lower():
                         raise
                     ranges = parse_slots(await node.call([b"CLUSTER", b"SLOTS"], retry_safe=True))
+            except BrokerAuthenticationError:
+                raise  # a wrong password is the same on every node: it needs a human
             except (BrokerConnectionError, RedisUnavailableError) as exc:
                 failures.append(exc)
                 continue
@@ -137,12 +169,14 @@ class AsyncClusterClient:
         """A client for the commands of one slot (a stream and its companions)."""
         found = self._slots.get(slot)
         if found is None:
-            found = self._slots[slot] = AsyncSlotClient(self, slot)
+            found = self._slots.setdefault(slot, AsyncSlotClient(self, slot))
         return found
 
     async def aclose(self) -> None:
-        """Close every node's connections."""
-        nodes, self._nodes = list(self._nodes.values()), {}
+        """Close every node's connections; the client cannot be used afterwards."""
+        self._closed = True
+        nodes, self._nodes = list(self._nodes.values()) + self._departed, {}
+        self._departed = []
         for node in nodes:
             await node.aclose()
 
@@ -199,7 +233,7 @@ class AsyncSlotClient:
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """As :meth:`AsyncPoolClient.execute_packed`, on the slot's master."""
@@ -217,7 +251,7 @@ class AsyncSlotClient:
         commands: Sequence[Command | ScriptCall],
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """As :meth:`AsyncPoolClient.execute`, on the slot's master."""
@@ -233,7 +267,7 @@ class AsyncSlotClient:
         self,
         command: Command | ScriptCall,
         *,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised."""

@@ -13,7 +13,6 @@ from typing import Any
 
 from .._backends import AsyncBackend, AsyncNetworkBackend
 from .._connparams import ConnParams, conn_params
-from .._constants import DEFAULT_SOCKET_TIMEOUT
 from ..config import RedisPool
 from ..errors import (
     BrokerAuthenticationError,
@@ -30,7 +29,7 @@ class AsyncSentinelClient(AsyncPoolClient):
 
     def __init__(self, pool: RedisPool, backend: AsyncNetworkBackend) -> None:
         super().__init__(pool, backend)
-        self._sentinels = [conn_params(url) for url in pool.sentinel_urls]
+        self._sentinels = [conn_params(url, pool.timeout_seconds) for url in pool.sentinel_urls]
         self._master_name = str(pool.master_name)
         self._resolved = False
         self._resolving = AsyncBackend.new_lock()
@@ -43,6 +42,7 @@ class AsyncSentinelClient(AsyncPoolClient):
         return f"master {self._master_name!r} ({master}) of sentinels {sentinels}"
 
     async def _acquire(self) -> tuple[AsyncConnection, bool]:
+        self._check_open()  # closed: no sentinel is asked, no connection opened
         if not self._resolved:
             await self._resolve()
         return await super()._acquire()
@@ -111,6 +111,17 @@ class AsyncSentinelClient(AsyncPoolClient):
         for conn in old:
             self._forget(conn)
 
+    def _release(self, conn: AsyncConnection) -> None:
+        # A connection in use while the sentinels named another master (a command in
+        # flight, a blocked read) still points at the old one: never reuse it, or the next
+        # command would write to a demoted (or partitioned, still writable) node.
+        with self._guard:
+            if not self._closed and conn.where == self._params.describe():
+                self._idle.append(conn)
+                return
+            self._open.discard(conn)
+        conn.abort()
+
     def topology_changed(self) -> None:
         """A failure or a READONLY reply: ask the sentinels again before the next command."""
         self._resolved = False
@@ -121,7 +132,7 @@ class AsyncSentinelClient(AsyncPoolClient):
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:

@@ -19,7 +19,6 @@ import hiredis
 
 from .._backends import SyncBackend, SyncNetworkBackend, SyncStream
 from .._connparams import ConnParams, conn_params
-from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .._outbox import DEFAULT_BULK_LIMIT
 from .._protocol import ASKING, Command, command_name, pack_command, split_packed
 from .._scripts import ScriptCall
@@ -51,7 +50,7 @@ class Commands(Protocol):
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """Run ``count`` packed commands; one raw reply each (error replies in place)."""
@@ -61,7 +60,7 @@ class Commands(Protocol):
         commands: Sequence[Command | ScriptCall],
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
         """Run ``commands``; one raw reply each (error replies in place)."""
@@ -70,7 +69,7 @@ class Commands(Protocol):
         self,
         command: Command | ScriptCall,
         *,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised."""
@@ -103,14 +102,14 @@ class Connection:
         """Connect and run the handshake (AUTH, SELECT)."""
         where = params.describe()
         with translate_io_errors(where):
-            stream = backend.connect(params, DEFAULT_CONNECT_TIMEOUT)
+            stream = backend.connect(params, params.connect_timeout)
         conn = cls(stream, where)
         try:
             handshake = params.handshake()
             if handshake:
                 replies: list[Any] = []
                 payload = b"".join(pack_command(c) for c in handshake)
-                conn.run(payload, len(handshake), replies, DEFAULT_SOCKET_TIMEOUT)
+                conn.run(payload, len(handshake), replies, params.command_timeout)
                 for reply in replies:
                     if isinstance(reply, FluxabeeError):
                         raise reply
@@ -166,7 +165,7 @@ class PoolClient:
         self, pool: RedisPool, backend: SyncNetworkBackend, params: ConnParams | None = None
     ) -> None:
         self.pool = pool
-        self._params = params or conn_params(pool.url)
+        self._params = params or conn_params(pool.url, pool.timeout_seconds)
         self._backend = backend
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
@@ -224,7 +223,7 @@ class PoolClient:
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:
@@ -238,6 +237,8 @@ class PoolClient:
         command follows an ``ASKING`` (a Cluster ASK redirect), whose reply is dropped.
         """
         replies: list[Any] = [] if out is None else out
+        if timeout is None:
+            timeout = self._params.command_timeout
         if asking:
             return self._asking(payload, count, replies, timeout)
         for attempt in (1, 2):
@@ -281,7 +282,7 @@ class PoolClient:
         commands: Sequence[Command | ScriptCall],
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:
@@ -327,7 +328,7 @@ class PoolClient:
         self,
         command: Command | ScriptCall,
         *,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
     ) -> Any:
         """Run one command; an error reply is raised. Not resent unless ``retry_safe``."""
@@ -378,6 +379,17 @@ class PoolClient:
             conns, self._open, self._idle = list(self._open), set(), []
         for conn in conns:
             conn.abort()
+
+    def close_idle(self) -> bool:
+        """Close the idle connections (a node left the topology); whether some connection
+        is still in use (it is closed by a later call, or by :meth:`close`)."""
+        with self._guard:
+            idle, self._idle = self._idle, []
+            self._open.difference_update(idle)
+            busy = bool(self._open)
+        for conn in idle:
+            conn.abort()
+        return busy
 
 
 def call_one(

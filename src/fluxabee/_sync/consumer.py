@@ -315,9 +315,15 @@ class Consumer:
         tb: TracebackType | None,
     ) -> None:
         """:meth:`cleanup`, then :meth:`close`. A cleanup failure while the block's own
-        exception propagates is logged, never put in its place."""
+        exception propagates is logged, never put in its place. Leaving the block of a
+        consumer already closed (its :meth:`close`, or its engine's, ran inside the block)
+        does nothing: there is nothing left to clean up with."""
+        if self._closed:
+            return
         try:
             self.cleanup()
+        except ClosedError:
+            pass  # the engine was closed inside the block: no connection to clean up with
         except Exception:
             if exc is None:
                 raise

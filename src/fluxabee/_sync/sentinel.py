@@ -14,7 +14,6 @@ from typing import Any
 
 from .._backends import SyncBackend, SyncNetworkBackend
 from .._connparams import ConnParams, conn_params
-from .._constants import DEFAULT_SOCKET_TIMEOUT
 from ..config import RedisPool
 from ..errors import (
     BrokerAuthenticationError,
@@ -31,7 +30,7 @@ class SentinelClient(PoolClient):
 
     def __init__(self, pool: RedisPool, backend: SyncNetworkBackend) -> None:
         super().__init__(pool, backend)
-        self._sentinels = [conn_params(url) for url in pool.sentinel_urls]
+        self._sentinels = [conn_params(url, pool.timeout_seconds) for url in pool.sentinel_urls]
         self._master_name = str(pool.master_name)
         self._resolved = False
         self._resolving = SyncBackend.new_lock()
@@ -44,6 +43,7 @@ class SentinelClient(PoolClient):
         return f"master {self._master_name!r} ({master}) of sentinels {sentinels}"
 
     def _acquire(self) -> tuple[Connection, bool]:
+        self._check_open()  # closed: no sentinel is asked, no connection opened
         if not self._resolved:
             self._resolve()
         return super()._acquire()
@@ -112,6 +112,17 @@ class SentinelClient(PoolClient):
         for conn in old:
             self._forget(conn)
 
+    def _release(self, conn: Connection) -> None:
+        # A connection in use while the sentinels named another master (a command in
+        # flight, a blocked read) still points at the old one: never reuse it, or the next
+        # command would write to a demoted (or partitioned, still writable) node.
+        with self._guard:
+            if not self._closed and conn.where == self._params.describe():
+                self._idle.append(conn)
+                return
+            self._open.discard(conn)
+        conn.abort()
+
     def topology_changed(self) -> None:
         """A failure or a READONLY reply: ask the sentinels again before the next command."""
         self._resolved = False
@@ -122,7 +133,7 @@ class SentinelClient(PoolClient):
         count: int,
         *,
         out: list[Any] | None = None,
-        timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        timeout: float | None = None,
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:
