@@ -1,5 +1,6 @@
 """Interrupted at every await on Redis: no connection leaks, no buffered event is lost
-(issue 14, items 2 and 3; httpcore's ``test_cancellations.py`` is the model).
+(issue 14, items 2 and 3; httpcore's ``test_cancellations.py`` is the model), on one
+server, a Cluster and a Sentinel pool.
 
 Every connection of the engine goes through :class:`StoppingBackend`, which numbers the
 points where a call waits on Redis (opening a connection, each write, each read, the
@@ -37,6 +38,7 @@ from fluxabee._backends import _FINISHING
 from fluxabee._connparams import ConnParams
 from tests.cluster import ClusterServer
 from tests.helpers import AsyncHelpers
+from tests.sentinel import MASTER_NAME, SentinelServer
 from tests.servers import RedisServer
 
 SCENARIOS = ["publish_now", "flush", "consume", "autoclaim", "run", "cleanup", "close"]
@@ -111,8 +113,10 @@ class StoppingBackend(AsyncNetworkBackend):
 class Servers:
     """The servers' own view of the test's connections (CLIENT LIST, type normal)."""
 
-    def __init__(self, ports: list[int]) -> None:
-        self.clients = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+    def __init__(self, ports: list[int], *, sentinels: list[int] | None = None) -> None:
+        #: The data servers (flushed, read), then the sentinels (only counted).
+        self.data = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+        self.clients = self.data + [redis.Redis(host="127.0.0.1", port=p) for p in sentinels or []]
         self.baseline = [self._ids(client) for client in self.clients]
 
     @staticmethod
@@ -124,12 +128,12 @@ class Servers:
         return sum(len(self._ids(c) - b) for c, b in zip(self.clients, self.baseline, strict=True))
 
     def flushall(self) -> None:
-        for client in self.clients:
+        for client in self.data:
             client.flushall()
 
     def bodies(self, streams: list[str]) -> list[Any]:
         found = []
-        for client in self.clients:
+        for client in self.data:
             for stream in streams:
                 try:
                     entries = client.xrange(stream)
@@ -160,7 +164,7 @@ class Where:
         self.streams = streams
 
 
-@pytest.fixture(params=["server", "cluster"])
+@pytest.fixture(params=["server", "cluster", "sentinel"])
 def where(request: pytest.FixtureRequest) -> Iterator[Where]:
     if request.param == "server":
         server: RedisServer = request.getfixturevalue("redis_server")
@@ -168,6 +172,19 @@ def where(request: pytest.FixtureRequest) -> Iterator[Where]:
         streams = ["s", "t", "u"]
         config = Config(redis_pools=[RedisPool(uri=server.url, streams=streams)])
         servers = Servers([server.port])
+    elif request.param == "sentinel":
+        factory: Callable[..., SentinelServer] = request.getfixturevalue("sentinel_factory")
+        setup = factory()
+        streams = ["s", "t", "u"]
+        pool = RedisPool(
+            uri="redis://sentinel-master/0",  # the host is asked of the sentinel
+            sentinels=[f"127.0.0.1:{port}" for _, port in setup.sentinels],
+            master_name=MASTER_NAME,
+            streams=streams,
+        )
+        config = Config(redis_pools=[pool])
+        master = setup.current_master()
+        servers = Servers([master.port], sentinels=[port for _, port in setup.sentinels])
     else:
         cluster: ClusterServer = request.getfixturevalue("cluster")
         streams = cluster.spread(3)  # one stream per master
