@@ -1,6 +1,6 @@
 """Interrupted at every await on Redis: no connection leaks, no buffered event is lost
 (issue 14, items 2 and 3; httpcore's ``test_cancellations.py`` is the model), on one
-server, a Cluster and a Sentinel pool.
+server (with and without a password), a Cluster and a Sentinel pool.
 
 Every connection of the engine goes through :class:`StoppingBackend`, which numbers the
 points where a call waits on Redis (opening a connection, each write, each read, the
@@ -113,9 +113,11 @@ class StoppingBackend(AsyncNetworkBackend):
 class Servers:
     """The servers' own view of the test's connections (CLIENT LIST, type normal)."""
 
-    def __init__(self, ports: list[int], *, sentinels: list[int] | None = None) -> None:
+    def __init__(
+        self, ports: list[int], *, sentinels: list[int] | None = None, password: str | None = None
+    ) -> None:
         #: The data servers (flushed, read), then the sentinels (only counted).
-        self.data = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+        self.data = [redis.Redis(host="127.0.0.1", port=p, password=password) for p in ports]
         self.clients = self.data + [redis.Redis(host="127.0.0.1", port=p) for p in sentinels or []]
         self.baseline = [self._ids(client) for client in self.clients]
 
@@ -164,9 +166,16 @@ class Where:
         self.streams = streams
 
 
-@pytest.fixture(params=["server", "cluster", "sentinel"])
+@pytest.fixture(params=["server", "password", "cluster", "sentinel"])
 def where(request: pytest.FixtureRequest) -> Iterator[Where]:
-    if request.param == "server":
+    if request.param == "password":  # each new connection runs a handshake (AUTH, SELECT)
+        start: Callable[..., RedisServer] = request.getfixturevalue("server_factory")
+        server = start(extra_args=["--requirepass", "s3cret"])
+        streams = ["s", "t", "u"]
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+        config = Config(redis_pools=[RedisPool(uri=url, streams=streams)])
+        servers = Servers([server.port], password="s3cret")
+    elif request.param == "server":
         server: RedisServer = request.getfixturevalue("redis_server")
         request.getfixturevalue("redis_url")  # flushed
         streams = ["s", "t", "u"]
