@@ -238,7 +238,8 @@ class Outbox:
     def settle(self, flush: Flush) -> None:
         """Put back the events of ``flush`` that did not land (nor were refused as too
         large), in order, before the events published since it began."""
-        if flush.landed == len(flush.items):  # every event landed: nothing goes back
+        taken = len(flush.items)
+        if flush.landed == taken:  # every event landed: nothing goes back
             return
         kept = [item for i, item in enumerate(flush.items) if not flush.settled(i)]
         if kept:
