@@ -406,6 +406,29 @@ MUTANTS += [
         UNIT,
     ),
     Mutant(
+        "the all-landed fast path clears the whole buffer, events published meanwhile too",
+        "_outbox.py",
+        "        if flush.landed == taken:  # every event landed: nothing goes back\n            return",
+        "        if flush.landed == taken:  # every event landed: nothing goes back\n            self.items.clear()\n            return",
+        UNIT,
+    ),
+    Mutant(
+        "a flush leaves the events it takes in the buffer (discard() then cuts them)",
+        "_outbox.py",
+        "            del items[: len(taken)]  # appends only ever go to the end",
+        "            pass",
+        UNIT,
+    ),
+    Mutant(
+        "an idle connection interrupted in its staleness check is never given back",
+        "_async/client.py",
+        "            except BaseException:  # cancelled during the check: nothing was sent on it\n                self._release(conn)",
+        "            except BaseException:  # cancelled during the check: nothing was sent on it",
+        (
+            "tests/_async/test_cancellations.py::test_interrupted_at_every_await_no_connection_leaks_and_no_buffered_event_is_lost[publish_now-server]",
+        ),
+    ),
+    Mutant(
         "events of several pools are all sent to the first pool",
         "_outbox.py",
         "        if len(pools) == 1:  # one pool: no grouping per event",

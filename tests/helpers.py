@@ -38,6 +38,41 @@ class AsyncHelpers:
         """Run every ``call()`` at once (tasks) and return their results, in order."""
         return list(await asyncio.gather(*(call() for call in calls)))
 
+    @staticmethod
+    async def pause(seconds: float) -> None:
+        """Let others run for ``seconds`` (0: one turn of the loop)."""
+        await asyncio.sleep(seconds)
+
+    @staticmethod
+    def me() -> Any:
+        """Who runs this code: the current task."""
+        return asyncio.current_task()
+
+    @staticmethod
+    def counts(owner: Any) -> bool:
+        """Whether an await point reached here belongs to ``owner``'s call: any task does
+        (work it shields or hands to a task of its own is part of it)."""
+        return True
+
+    @staticmethod
+    async def interrupt(owner: Any) -> None:
+        """Cancel ``owner`` (a task) here: when this is ``owner``'s own await, the
+        cancellation arrives right here; from a task it shields, at its ``await`` on it."""
+        owner.cancel()
+        if asyncio.current_task() is owner:
+            await asyncio.sleep(0)
+
+    @staticmethod
+    async def attempt(call: Callable[[], Awaitable[Any]]) -> bool:
+        """Run ``call()`` in a task of its own; whether it was cancelled (else it ended;
+        any other error is raised)."""
+        task = asyncio.get_running_loop().create_task(call())
+        await asyncio.wait([task])
+        if task.cancelled():
+            return True
+        task.result()
+        return False
+
 
 class SyncHelpers:
     """sync: interruption is a KeyboardInterrupt (raised from SIGALRM, as Ctrl-C would)."""
@@ -90,3 +125,34 @@ class SyncHelpers:
         if errors:
             raise errors[0]
         return results
+
+    @staticmethod
+    def pause(seconds: float) -> None:
+        """Let others run for ``seconds`` (0: give up the GIL once)."""
+        time.sleep(seconds)
+
+    @staticmethod
+    def me() -> Any:
+        """Who runs this code: the current thread."""
+        return threading.current_thread()
+
+    @staticmethod
+    def counts(owner: Any) -> bool:
+        """Whether an await point reached here belongs to ``owner``'s call: only its own
+        thread's (a lock-keeper thread is no part of it)."""
+        return threading.current_thread() is owner
+
+    @staticmethod
+    def interrupt(owner: Any) -> None:
+        """Interrupt the call here, as Ctrl-C would: a KeyboardInterrupt."""
+        raise KeyboardInterrupt("interrupted at an await point")
+
+    @staticmethod
+    def attempt(call: Callable[[], Any]) -> bool:
+        """Run ``call()``; whether it was interrupted by a KeyboardInterrupt (else it
+        ended; any other error is raised)."""
+        try:
+            call()
+        except KeyboardInterrupt:
+            return True
+        return False

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import select
+import selectors
 import socket
 import threading
 import time
@@ -329,6 +330,20 @@ class SyncFlag:
         return self._set
 
 
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read (bytes or EOF) right now, whatever its fd."""
+    if _HAS_POLL:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    with selectors.DefaultSelector() as selector:  # pragma: no cover (no poll: Windows)
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(0))
+
+
+_HAS_POLL = hasattr(select, "poll")
+
+
 def _chunks(parts: list[bytes]) -> Iterator[bytes]:
     """Join small parts into writes of about ``WRITE_CHUNK`` bytes; big parts go alone."""
     if 0 < sum(map(len, parts)) <= WRITE_CHUNK:  # a usual flush: one write, joined in C
@@ -460,12 +475,16 @@ class SyncSocketStream:
         return self._sock.recv(READ_SIZE)
 
     def stale(self) -> bool:
-        """Whether this idle connection is readable: EOF or stray bytes, so unusable."""
+        """Whether this idle connection is readable: EOF or stray bytes, so unusable.
+
+        ``poll`` (``selectors`` where there is none), never ``select.select``: that one
+        raises for descriptors of 1,024 and above, and a process with many open files
+        would then take every pooled connection for stale and open a new one per command.
+        """
         try:
-            readable, _, _ = select.select([self._sock], [], [], 0)
-        except (OSError, ValueError):
+            return _readable(self._sock)
+        except (OSError, ValueError):  # closed (fileno -1) or broken: unusable
             return True
-        return bool(readable)
 
     def close(self) -> None:
         """Close the connection; never raises."""

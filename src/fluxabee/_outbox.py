@@ -1,17 +1,24 @@
 """Pure: the publish buffer of a context and the rules of ``flush``.
 
-``publish`` adds a packed XADD to the :class:`Outbox`; ``flush`` takes a snapshot
-(a :class:`Flush`), sends one pipeline per server and records, reply by reply, what Redis
-confirmed. Whatever happens (an error reply, a dropped connection, a cancellation, a
-KeyboardInterrupt), :meth:`Outbox.settle` removes from the buffer exactly the events Redis
-confirmed and those refused as too large, and keeps every other one, in order, for the
-next ``flush``. Nothing is ever resent by the library itself.
+``publish`` adds a packed XADD to the :class:`Outbox`; ``flush`` takes the buffered events
+out of it (a :class:`Flush` owns that snapshot), sends one pipeline per server and records,
+reply by reply, what Redis confirmed. Whatever happens (an error reply, a dropped
+connection, a cancellation, a KeyboardInterrupt), :meth:`Outbox.settle` puts back exactly
+the events of the snapshot Redis did not confirm (and did not refuse as too large), in
+order, before the events published meanwhile, for the next ``flush``. Nothing is ever
+resent by the library itself.
+
+The buffer is safe to share between threads (the sync API) and tasks: ``add`` is one
+``list.append`` on a list that is never replaced, and the steps that remove or put back
+events (``begin``, ``settle``, ``discard``) hold a lock for a few C-level list operations.
+A ``discard`` during a flush drops only the events the flush did not take.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -194,33 +201,47 @@ class Flush:
         )
 
 
-@dataclass
 class Outbox:
-    """A context's buffered events, in publish order."""
+    """A context's buffered events, in publish order (safe to share between threads)."""
 
-    items: list[Pending] = field(default_factory=list)
+    def __init__(self) -> None:
+        #: The buffered events, oldest first. Never replaced (a thread appending to it
+        #: can never append to a list that was taken away), only cut and extended in place.
+        self.items: list[Pending] = []
+        self._guard = threading.Lock()
 
     def add(self, item: Pending) -> None:
-        """Buffer one event."""
+        """Buffer one event (one atomic append: no lock on the publish path)."""
         self.items.append(item)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def discard(self) -> int:
-        """Drop every buffered event; how many."""
-        dropped, self.items = len(self.items), []
+        """Drop every buffered event; how many. Events a flush in progress took are not
+        buffered any more: that flush settles them (it puts back what did not land)."""
+        with self._guard:
+            items = self.items
+            dropped = len(items)
+            del items[:dropped]  # what another thread appends meanwhile stays
         return dropped
 
     def begin(self) -> Flush:
-        """A flush of everything buffered now (events published meanwhile wait for the next)."""
-        return Flush(list(self.items))
+        """A flush of everything buffered now, taken out of the buffer (the flush owns it;
+        events published meanwhile wait for the next flush)."""
+        with self._guard:
+            items = self.items
+            taken = items[:]
+            del items[: len(taken)]  # appends only ever go to the end
+        return Flush(taken)
 
     def settle(self, flush: Flush) -> None:
-        """Remove the events ``flush`` settled; keep the rest, in order, before newer ones."""
+        """Put back the events of ``flush`` that did not land (nor were refused as too
+        large), in order, before the events published since it began."""
         taken = len(flush.items)
-        if flush.landed == taken:  # every event landed: nothing of the flush stays
-            del self.items[:taken]
+        if flush.landed == taken:  # every event landed: nothing goes back
             return
         kept = [item for i, item in enumerate(flush.items) if not flush.settled(i)]
-        self.items = kept + self.items[taken:]
+        if kept:
+            with self._guard:
+                self.items[:0] = kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from fluxabee import BrokerConnectionError, EventTooLargeError, PartialFlushError, WrongTypeError
@@ -129,3 +131,84 @@ def test_events_of_several_pools_are_grouped_per_pool_in_publish_order() -> None
     assert box.begin().groups == {"a": [0, 2], "b": [1, 4], "c": [3]}
     assert outbox(10, 10, 10).begin().groups == {"p": [0, 1, 2]}
     assert Outbox().begin().groups == {}
+
+
+def packed(box: Outbox) -> list[bytes]:
+    return [i.packed for i in box.items]
+
+
+def test_an_event_published_during_a_flush_that_landed_everything_stays_buffered() -> None:
+    # Kills the mutant "the all-landed fast path clears the whole buffer" (issue 14, §9):
+    # another task or thread published while the flush was in flight.
+    box = outbox(10, 10)
+    flush = box.begin()
+    box.add(Pending("p", "s", b"published-meanwhile", 10))
+    flush.record([0, 1], [b"1-0", b"2-0"])
+    box.settle(flush)
+    assert flush.outcome() == ["1-0", "2-0"]
+    assert packed(box) == [b"published-meanwhile"]
+
+
+def test_a_flush_owns_its_snapshot_so_the_buffer_holds_only_newer_events_meanwhile() -> None:
+    box = outbox(10, 10)
+    flush = box.begin()
+    assert len(box) == 0  # in flight: the flush settles them
+    box.add(Pending("p", "s", b"newer", 10))
+    assert len(box) == 1
+    assert [i.packed for i in flush.items] == [b"xadd0", b"xadd1"]
+
+
+def test_discard_then_publish_during_a_flush_keeps_the_new_event_and_what_did_not_land() -> None:
+    # Issue 14, item 10: the flush settled by cutting the first N items of a list that
+    # discard() had replaced, so the event published after the discard was dropped.
+    box = outbox(10, 10, 10)
+    flush = box.begin()
+    box.add(Pending("p", "s", b"before-discard", 10))
+    assert box.discard() == 1  # drops what the flush did not take
+    box.add(Pending("p", "s", b"after-discard", 10))
+    flush.record([0, 1, 2], [b"1-0"])  # interrupted after the first reply
+    box.settle(flush)
+    assert packed(box) == [b"xadd1", b"xadd2", b"after-discard"]
+
+
+def test_discard_then_publish_during_a_flush_that_landed_everything_keeps_the_new_event() -> None:
+    box = outbox(10, 10)
+    flush = box.begin()
+    box.discard()
+    box.add(Pending("p", "s", b"after-discard", 10))
+    flush.record([0, 1], [b"1-0", b"2-0"])
+    box.settle(flush)
+    assert packed(box) == [b"after-discard"]
+
+
+def test_threads_publishing_during_flushes_lose_nothing_and_duplicate_nothing() -> None:
+    # The sync API shares a context's buffer between threads: appends race with begin and
+    # settle; every event ends either sent once or still buffered.
+    box = Outbox()
+    writers, per_writer = 4, 5000
+    started = threading.Barrier(writers + 1)
+
+    def write(w: int) -> None:
+        started.wait()
+        for n in range(per_writer):
+            box.add(Pending("p", "s", f"{w}:{n}".encode(), 10))
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    sent: list[bytes] = []
+    rounds = 0
+    while any(t.is_alive() for t in threads) or len(box):
+        flush = box.begin()
+        rounds += 1
+        landed = len(flush.items) // 2 if rounds % 3 == 0 else len(flush.items)
+        flush.record(list(range(landed)), [b"1-0"] * landed)
+        sent += [item.packed for item in flush.items[:landed]]
+        box.settle(flush)
+    for thread in threads:
+        thread.join()
+    assert len(sent) == len(set(sent)) == writers * per_writer
+    for w in range(writers):  # each writer's events went out in its own order
+        mine = [int(p.split(b":")[1]) for p in sent if p.startswith(f"{w}:".encode())]
+        assert mine == sorted(mine)

@@ -185,6 +185,13 @@ class AsyncPoolClient:
             raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
 
     async def _acquire(self) -> tuple[AsyncConnection, bool]:
+        """A connection for one command: an idle one still open (True), else a new one.
+
+        Every hand-off is guarded: a connection taken from the idle list goes back to it
+        when the staleness check is interrupted (a cancellation, a KeyboardInterrupt), and
+        a new one is closed when the engine closed while it was opening. From the return
+        on, the caller owns it: it releases it, or forgets (closes) it on any exception.
+        """
         while True:
             with self._guard:
                 self._check_open()
@@ -192,7 +199,12 @@ class AsyncPoolClient:
                     conn = self._idle.pop()  # one atomic step: never check-then-pop
                 except IndexError:
                     break
-            if not await conn.stale():
+            try:
+                stale = await conn.stale()
+            except BaseException:  # cancelled during the check: nothing was sent on it
+                self._release(conn)
+                raise
+            if not stale:
                 return conn, True
             self._forget(conn)
         conn = await AsyncConnection.open(self._params, self._backend)

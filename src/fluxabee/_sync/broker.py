@@ -128,11 +128,14 @@ class EventBroker(Inspection):
 
     @property
     def buffered(self) -> int:
-        """How many events wait for :meth:`flush`."""
+        """How many events wait for :meth:`flush` (not those a flush in progress took)."""
         return len(self._outbox)
 
     def discard(self) -> int:
-        """Drop every buffered event without sending it; returns how many were dropped."""
+        """Drop every buffered event without sending it; returns how many were dropped.
+
+        Events a flush in progress took are not dropped: that flush puts back (in front)
+        the ones that did not land."""
         return self._outbox.discard()
 
     def flush(
@@ -145,7 +148,9 @@ class EventBroker(Inspection):
 
         One pipelined round trip per Redis node (one server, the master of a Sentinel
         pool, or each Cluster master holding buffered streams, concurrently under asyncio);
-        order within a stream is kept. Whatever goes wrong (a dropped connection, an error
+        order within a stream is kept (unless Redis refuses an event with an error reply
+        and accepts a later one of its stream: the refused one lands on a later flush, after
+        it). Whatever goes wrong (a dropped connection, an error
         reply, a failover, a cancellation, a KeyboardInterrupt), every event Redis did not
         confirm stays buffered, in order, for the next ``flush``; nothing is ever resent
         automatically (a MOVED or ASK redirect, which means the command did not run, is
@@ -161,6 +166,12 @@ class EventBroker(Inspection):
         - ``wait_replicas=N``: each node's pipeline ends with ``WAIT N timeout``; when fewer
           replicas confirmed, :class:`ReplicationError` is raised, the landed events' IDs in
           its ``ids`` (they left the buffer: they are on their master).
+
+        A broker shared between tasks or threads runs one flush at a time: a flush takes
+        the events buffered when it starts (whoever published them) and returns their IDs;
+        one that waited for another returns once that one settled, so when it returns,
+        every event published before it was called has landed (or was refused by the
+        flush that took it, which raised).
         """
         wait: list[Arg] | None = None
         if wait_replicas is not None:
@@ -316,7 +327,9 @@ class EventBroker(Inspection):
         lock_ttl: float | _dt.timedelta = DEFAULT_LOCK_TTL,
     ) -> Consumer:
         """The one consumer of ``stream`` in ``group`` (default: the stream's first declared
-        group), named ``consumer-single``, reading in ID order.
+        group), named ``consumer-single``, reading in ID order (publish order, except for an
+        event Redis refused mid-``flush`` while accepting a later one of the stream: it lands
+        later; see README "Delivery guarantees").
 
         It holds a lock in Redis (``{stream}:lock`` for ``consumer_group``, else
         ``{stream}:lock:<group>``: one per stream and group; TTL ``lock_ttl`` > 0, refreshed
