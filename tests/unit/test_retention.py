@@ -16,8 +16,10 @@ from fluxabee._retention import (
     GroupPosition,
     Retainer,
     StreamState,
+    TrimPlan,
     ack_mode,
     handled_here,
+    id_key,
     next_id,
     over_cap,
     parse_stream_full,
@@ -126,6 +128,21 @@ def test_a_group_that_exists_but_is_not_declared_holds_entries_back_too() -> Non
     plan = plan_trim(state, ("a",))
     assert plan.minid == "100-3"
     assert plan.holders == ("legacy",)
+
+
+def test_ids_compare_as_numbers_never_as_strings() -> None:
+    # "99-0" < "100-0" as IDs, though not as strings: a string comparison would pick the
+    # wrong oldest need and refuse (or allow) the wrong trims.
+    assert id_key("99-0") < id_key("100-0") and id_key("100-9") < id_key("100-10")
+    state = StreamState(
+        9, "98-0", (GroupPosition("a", "98-9", "99-0"), GroupPosition("b", "100-0", "100-0"))
+    )
+    assert safe_minid(state, ("a", "b")) == "99-0"
+    assert plan_trim(state, ("a", "b")) == TrimPlan("99-0", ("a",))
+    behind = StreamState(9, "99-5", (GroupPosition("a", "100-1", "100-0"),))
+    assert plan_trim(behind, ("a",)).minid == "100-0"  # the first entry 99-5 is below it
+    seq = StreamState(9, "100-9", (GroupPosition("a", "100-10", "100-10"),))
+    assert plan_trim(seq, ("a",)).minid == "100-10"
 
 
 def test_caps_are_reported_never_used_to_cut() -> None:
