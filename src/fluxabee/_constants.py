@@ -51,6 +51,10 @@ DEFAULT_LOCK_TTL = 10.0
 DEFAULT_MIN_IDLE = 60.0
 #: ``run()`` blocks at most this long per read, so ``stop()`` is noticed quickly.
 RUN_BLOCK_SLICE = 1.0
+#: A consumer re-reads its own pending list at least this often, seconds (and after every
+#: read of new entries that came back empty): entries claimed to it by another process
+#: (``fluxabee claim``, XCLAIM) are handed over within seconds, not after ``min_idle``.
+OWN_PENDING_INTERVAL = 5.0
 #: Most handler errors a consumer remembers (by event ID) for its dead letters.
 MAX_REMEMBERED_ERRORS = 10_000
 
