@@ -85,3 +85,7 @@ CAP_CHECK_INTERVAL = 10.0
 #: A consumer logs that its stream is over a cap (or that a trim failed) at most this
 #: often, seconds.
 RETENTION_WARNING_INTERVAL = 60.0
+#: A consumer of a stream with one declared group, on a server without XACKDEL, looks for
+#: groups its config does not declare (a newer deploy or a Go service added them) at its
+#: first ack and then at least this often, seconds: its XDELs would remove what they need.
+GROUP_CHECK_INTERVAL = 10.0

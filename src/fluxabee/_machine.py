@@ -153,7 +153,7 @@ class ConsumerMachine:
         self.errors: dict[str, str] = {}
         #: The stream's groups, retention and caps; its ack mode and trim schedule.
         self.settings = settings or Stream(stream)
-        self.retention = Retainer(self.settings)
+        self.retention = Retainer(self.settings, clock=clock)
 
     # -- state changes -------------------------------------------------------------------
 
