@@ -89,3 +89,8 @@ RETENTION_WARNING_INTERVAL = 60.0
 #: groups its config does not declare (a newer deploy or a Go service added them) at its
 #: first ack and then at least this often, seconds: its XDELs would remove what they need.
 GROUP_CHECK_INTERVAL = 10.0
+#: ``trim(max_len=N)`` finds where to cut by walking the stream on the server (a script),
+#: at most this many entries per call, so one call never blocks Redis long ...
+TRIM_WALK_BUDGET = 20_000
+#: ... reading this many entries at a time inside the script (its memory stays bounded).
+TRIM_WALK_PAGE = 100

@@ -177,10 +177,11 @@ def check_command(
     elif name == "XACKDEL":
         assert args[1:3] == [stream, group] and args[3:5] == ["ACKED", "IDS"], args
         assert int(args[5]) == len(args) - 6 >= 1 and all(_is_id(i) for i in args[6:]), args
-    elif name == "XRANGE":
+    elif name in ("XRANGE", "XREVRANGE"):
+        low, high = (2, 3) if name == "XRANGE" else (3, 2)
         assert args[1] == stream and len(args) in (4, 6), args
-        assert args[2] == "-" or _is_id(args[2]), args
-        assert args[3] == "+" or _is_id(args[3]), args
+        assert args[low] == "-" or _is_id(args[low]), args
+        assert args[high] == "+" or _is_id(args[high]), args
         if len(args) == 6:
             assert args[4] == "COUNT" and int(args[5]) >= 1, args
     elif name == "XTRIM":
