@@ -91,6 +91,6 @@ RETENTION_WARNING_INTERVAL = 60.0
 GROUP_CHECK_INTERVAL = 10.0
 #: ``trim(max_len=N)`` finds where to cut by walking the stream on the server (a script),
 #: at most this many entries per call, so one call never blocks Redis long ...
-TRIM_WALK_BUDGET = 20_000
+TRIM_WALK_BUDGET = 5_000
 #: ... reading this many entries at a time inside the script (its memory stays bounded).
 TRIM_WALK_PAGE = 100

@@ -42,7 +42,7 @@ def test_trimming_a_big_stream_to_a_length_reads_one_id_not_the_entries_it_keeps
         assert broker.trim(STREAM, max_len=49_999) == 1  # the oldest end is nearer
         small = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        # The middle: 25 000 entries walked past on the server, in two round trips.
+        # The middle: 25 000 entries walked past on the server, in five round trips.
         assert broker.trim(STREAM, max_len=25_000) == 24_999
         middle = tracemalloc.get_traced_memory()[1]
     finally:
