@@ -15,7 +15,10 @@ The rules, each in one place:
 - **Own pending first.** A consumer re-reads its own pending list (delivered, never acked)
   before new entries, until it is empty: after a start, a handler failure, a lost lock, an
   outage and any lost reply of a read that delivers (``XREADGROUP >``, XAUTOCLAIM, the
-  locked read), whose entries may sit in its pending list unseen.
+  locked read), whose entries may sit in its pending list unseen. It also looks there
+  after every read of new entries that came back empty and at least every
+  :data:`~fluxabee._constants.OWN_PENDING_INTERVAL`: ``fluxabee claim`` (XCLAIM) may have
+  moved entries to it.
 - **Dead letters.** An entry read for the ``max_deliveries + 1``-th time is not handed over:
   it is XADDed to ``{stream}:dead`` first and acked from the stream only once Redis
   confirmed that XADD, so it is never in neither place. Deleted entries are acked away.
