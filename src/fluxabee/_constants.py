@@ -51,6 +51,10 @@ DEFAULT_LOCK_TTL = 10.0
 DEFAULT_MIN_IDLE = 60.0
 #: ``run()`` blocks at most this long per read, so ``stop()`` is noticed quickly.
 RUN_BLOCK_SLICE = 1.0
+#: A consumer re-reads its own pending list at least this often, seconds (and after every
+#: read of new entries that came back empty): entries claimed to it by another process
+#: (``fluxabee claim``, XCLAIM) are handed over within seconds, not after ``min_idle``.
+OWN_PENDING_INTERVAL = 5.0
 #: Most handler errors a consumer remembers (by event ID) for its dead letters.
 MAX_REMEMBERED_ERRORS = 10_000
 
@@ -81,3 +85,12 @@ CAP_CHECK_INTERVAL = 10.0
 #: A consumer logs that its stream is over a cap (or that a trim failed) at most this
 #: often, seconds.
 RETENTION_WARNING_INTERVAL = 60.0
+#: A consumer of a stream with one declared group, on a server without XACKDEL, looks for
+#: groups its config does not declare (a newer deploy or a Go service added them) at its
+#: first ack and then at least this often, seconds: its XDELs would remove what they need.
+GROUP_CHECK_INTERVAL = 10.0
+#: ``trim(max_len=N)`` finds where to cut by walking the stream on the server (a script),
+#: at most this many entries per call, so one call never blocks Redis long ...
+TRIM_WALK_BUDGET = 5_000
+#: ... reading this many entries at a time inside the script (its memory stays bounded).
+TRIM_WALK_PAGE = 100

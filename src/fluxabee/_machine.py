@@ -15,7 +15,10 @@ The rules, each in one place:
 - **Own pending first.** A consumer re-reads its own pending list (delivered, never acked)
   before new entries, until it is empty: after a start, a handler failure, a lost lock, an
   outage and any lost reply of a read that delivers (``XREADGROUP >``, XAUTOCLAIM, the
-  locked read), whose entries may sit in its pending list unseen.
+  locked read), whose entries may sit in its pending list unseen. It also looks there
+  after every read of new entries that came back empty and at least every
+  :data:`~fluxabee._constants.OWN_PENDING_INTERVAL`: ``fluxabee claim`` (XCLAIM) may have
+  moved entries to it.
 - **Dead letters.** An entry read for the ``max_deliveries + 1``-th time is not handed over:
   it is XADDed to ``{stream}:dead`` first and acked from the stream only once Redis
   confirmed that XADD, so it is never in neither place. Deleted entries are acked away.
@@ -41,7 +44,12 @@ from typing import Any
 
 from . import _runloop
 from ._actions import Flow, Hand, Lease, Send
-from ._constants import BLOCK_READ_MARGIN, CLAIM_PENDING_SCAN, MAX_REMEMBERED_ERRORS
+from ._constants import (
+    BLOCK_READ_MARGIN,
+    CLAIM_PENDING_SCAN,
+    MAX_REMEMBERED_ERRORS,
+    OWN_PENDING_INTERVAL,
+)
 from ._keys import dead_letter_key
 from ._observe import Observers
 from ._policy import RetryPolicy, dead_letter_fields, error_text
@@ -136,11 +144,19 @@ class ConsumerMachine:
         self.pending_first = True
         #: ``consumer_many`` leaves its pending entries (in backoff) alone until this time.
         self.pending_due = 0.0
+        #: Look at the own pending list again at this time at the latest, busy or not:
+        #: ``fluxabee claim`` (XCLAIM) may have put entries there; an empty read of new
+        #: entries looks at once.
+        self.pending_check_due = clock() + OWN_PENDING_INTERVAL
+        #: A ``consumer_single`` standby said that it waits (once per wait), and the
+        #: holder's remaining lock time when last refused.
+        self._standing_by = False
+        self._holder_pttl: int | None = None
         #: The last handler error of each un-acked event, for its dead letter.
         self.errors: dict[str, str] = {}
         #: The stream's groups, retention and caps; its ack mode and trim schedule.
         self.settings = settings or Stream(stream)
-        self.retention = Retainer(self.settings)
+        self.retention = Retainer(self.settings, clock=clock)
 
     # -- state changes -------------------------------------------------------------------
 
@@ -194,9 +210,12 @@ class ConsumerMachine:
             return (yield from self._read_once(count, block_ms))
 
     def _read_once(self, count: int, block_ms: int) -> Flow[list[Any]]:
+        now = self._clock()
+        if now >= self.pending_check_due:  # entries someone else claimed to us (XCLAIM)
+            self.pending_first = True
+            self.pending_check_due = now + OWN_PENDING_INTERVAL
         if self.lease is not None:
             return (yield from self._read_locked(self.lease, count, block_ms))
-        now = self._clock()
         if self.pending_first and now >= self.pending_due:
             read = xreadgroup_command(self.stream, self.group, self.name, count, start="0")
             counts = pending_command(self.stream, self.group, self.name, count)
@@ -215,7 +234,10 @@ class ConsumerMachine:
         except BrokerConnectionError:
             self.lost_reply()
             raise
-        return raw_entries(_raise_errors([reply])[0])
+        new = raw_entries(_raise_errors([reply])[0])
+        if not new:  # idle: a look at the own pending list costs one cheap round trip
+            self.pending_first = True
+        return new
 
     def _read_locked(self, lease: Lease, count: int, block_ms: int) -> Flow[list[Any]]:
         """``consumer_single``: read the group only inside the lock-checking script."""
@@ -240,6 +262,7 @@ class ConsumerMachine:
             if reply[0] == 0:
                 self._lock_lost(lease, int(reply[1]))
             lease.confirmed(sent_at)
+            self._standing_by = False
             raw, counts, last_id = reply[1], reply[2], reply[3]
             if raw:
                 if counts:
@@ -263,9 +286,30 @@ class ConsumerMachine:
     def _lock_lost(self, lease: Lease, pttl: int) -> None:
         lease.lost()
         self.pending_first = True
+        self._holder_pttl = pttl
         raise ConsumerLockedError(
             f"stream {self.stream!r} is held by another consumer_single "
             f"(its lock expires in {pttl} ms unless refreshed)"
+        )
+
+    def standby(self) -> None:
+        """``run`` of a ``consumer_single`` waits for a lock another process holds: say so
+        once (again only after this one held the lock), with how long the lock lasts at
+        most if its holder stopped now, and how often this one tries."""
+        lease = self.lease
+        if lease is None or self._standing_by:
+            return
+        self._standing_by = True
+        pttl = self._holder_pttl
+        logger.info(
+            "fluxabee: consumer_single of %s (group %s) waits as a hot standby: another "
+            "process holds the lock %s%s; this one tries every %.1f s and takes over once "
+            "the lock is free",
+            self.stream,
+            self.group,
+            lease.key,
+            "" if pttl is None else f" (it expires in {pttl / 1000:.1f} s unless refreshed)",
+            lease.poll_interval,
         )
 
     def refresh_lock(self) -> Flow[None]:
@@ -279,6 +323,7 @@ class ConsumerMachine:
         if reply != 1:
             self._lock_lost(lease, -int(reply))
         lease.confirmed(sent_at)
+        self._standing_by = False
 
     def claim(self, count: int, min_idle_ms: int, start: str) -> Flow[tuple[list[Entry], str]]:
         """One XAUTOCLAIM round: claimed entries (with delivery counts) and the next cursor."""

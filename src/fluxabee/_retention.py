@@ -8,6 +8,11 @@ one place:
   8.2+, detected by a :class:`~fluxabee._actions.Probe`, never from a version), which
   deletes an entry only once every group acked it; elsewhere XACK only, and a trim.
   ``retention: trim``: XACK only, whatever the groups.
+- **Groups nobody declared** (:func:`watches_groups`). A newer deploy or a Go service may
+  add a group to a stream this config declares with one: its XDELs would remove what that
+  group has not read. So a consumer of a one-group stream looks (``XINFO GROUPS``) at its
+  first ack and then every :data:`GROUP_CHECK_INTERVAL`; while it finds others, it acks
+  as for several groups (XACKDEL, or XACK and trims), and says so once, naming them.
 - **The safe MINID** (:func:`safe_minid`): the oldest entry some group still needs, from
   ``XINFO STREAM ... FULL COUNT 1`` (per group its lowest pending ID, else the ID after its
   last-delivered one). Every group that exists counts, declared or not (as XACKDEL ACKED
@@ -32,12 +37,13 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ._actions import Flow, Probe, Send
 from ._constants import (
     CAP_CHECK_INTERVAL,
+    GROUP_CHECK_INTERVAL,
     GROUP_FIELD,
     RETENTION_WARNING_INTERVAL,
     TRIM_AFTER_ACKS,
@@ -75,19 +81,38 @@ class AckMode(enum.Enum):
     XACK = "XACK, then XTRIM MINID"
 
 
-def probes(stream: Stream) -> bool:
-    """Whether the stream's rules depend on the server having XACKDEL (several groups: the
-    ack mode, or the ``ACKED`` guard of a trim)."""
-    return len(stream.groups) > 1
-
-
-def ack_mode(stream: Stream, has_xackdel: bool) -> AckMode:
-    """The ack mode of ``stream`` on a server that has XACKDEL or not."""
+def ack_mode(stream: Stream, has_xackdel: bool, others: Sequence[str] = ()) -> AckMode:
+    """The ack mode of ``stream`` on a server that has XACKDEL or not, ``others`` being the
+    groups found on the stream in Redis that its config does not declare."""
     if stream.retention == "trim":
         return AckMode.XACK
-    if len(stream.groups) == 1:
+    if len(stream.groups) == 1 and not others:
         return AckMode.XDEL
     return AckMode.XACKDEL if has_xackdel else AckMode.XACK
+
+
+def probes(stream: Stream, others: Sequence[str] = ()) -> bool:
+    """Whether the stream's rules depend on the server having XACKDEL (several groups,
+    declared or found: the ack mode, or the ``ACKED`` guard of a trim)."""
+    return len(stream.groups) + len(others) > 1
+
+
+def watches_groups(stream: Stream) -> bool:
+    """Whether a consumer must look for groups its config does not declare: one declared
+    group, acked with XACK + XDEL, which would delete entries a group added since (by a
+    newer deploy, or a Go service) still needs."""
+    return stream.retention != "trim" and len(stream.groups) == 1
+
+
+def groups_command(stream: str) -> list[Arg]:
+    """``XINFO GROUPS <stream>``: the groups that exist on the stream."""
+    return [b"XINFO", b"GROUPS", stream]
+
+
+def undeclared_groups(reply: Any, declared: Sequence[str]) -> tuple[str, ...]:
+    """The groups of an ``XINFO GROUPS`` reply (RESP2) that ``declared`` lacks, in order."""
+    names = (_text(_pairs(group).get("name", b"")) for group in reply or ())
+    return tuple(name for name in names if name and name not in declared)
 
 
 def pack_acks(mode: AckMode, stream: str, group: str, ids: list[str]) -> tuple[bytes, int]:
@@ -281,13 +306,19 @@ class Retainer:
     """One consumer's retention of its stream: the ack mode (resolved at the first ack from
     the server's features), when to trim next, and rate-bounded warnings."""
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream, *, clock: Callable[[], float] | None = None) -> None:
         #: The stream's settings.
         self.stream = stream
         #: The ack mode, once resolved (``None`` before the first ack).
         self.mode: AckMode | None = None
         #: Whether the server has XACKDEL (so a trim may add ``ACKED``).
         self.xackdel = False
+        #: Groups found on the stream in Redis that its config does not declare.
+        self.others: tuple[str, ...] = ()
+        #: The clock of the group checks (``None``: check at every ack).
+        self._clock = clock
+        self._groups_due = -math.inf
+        self._probed = False
         #: Entries acked since the last trim.
         self.acked = 0
         self._last_trim = -math.inf
@@ -298,17 +329,65 @@ class Retainer:
     def resolve(self) -> Flow[AckMode]:
         """The ack mode, asking the server about XACKDEL once when it matters."""
         if self.mode is None:
-            self.xackdel = bool((yield Probe(XACKDEL))) if probes(self.stream) else False
-            self.mode = ack_mode(self.stream, self.xackdel)
+            yield from self._set_mode()
+        assert self.mode is not None
         return self.mode
 
+    def _set_mode(self) -> Flow[AckMode]:
+        if not self._probed and probes(self.stream, self.others):
+            self.xackdel = bool((yield Probe(XACKDEL)))
+            self._probed = True
+        self.mode = ack_mode(self.stream, self.xackdel, self.others)
+        return self.mode
+
+    def check_groups(self) -> Flow[AckMode]:
+        """Look for groups the config does not declare (``XINFO GROUPS``) and set the ack
+        mode by what was found: found ones hold entries back (XACK, then trims) until they
+        are gone. A change is logged, naming the groups."""
+        now = self._clock() if self._clock is not None else 0.0
+        reply = (yield Send([groups_command(self.stream.name)], retry_safe=True))[0]
+        if _missing_key(reply):
+            others: tuple[str, ...] = ()  # no stream yet: nothing to delete either
+        elif isinstance(reply, RedisReplyError):
+            raise reply
+        else:
+            others = undeclared_groups(reply, self.stream.groups)
+        self._groups_due = now + GROUP_CHECK_INTERVAL
+        if others != self.others:
+            if others:
+                logger.warning(
+                    "fluxabee: stream %s has groups its config does not declare (%s): "
+                    "acks no longer delete entries, trims remove what every group acked; "
+                    "declare them, or XGROUP DESTROY them once they are gone for good",
+                    self.stream.name,
+                    ", ".join(others),
+                )
+            else:
+                logger.warning(
+                    "fluxabee: stream %s has no undeclared groups any more: acks delete again",
+                    self.stream.name,
+                )
+        self.others = others
+        return (yield from self._set_mode())
+
+    def _groups_check_due(self) -> bool:
+        if not watches_groups(self.stream):
+            return False
+        return self._clock is None or self._clock() >= self._groups_due
+
     def ack(self, group: str, ids: list[str]) -> Flow[None]:
-        """Ack ``ids`` in ``group`` in one round trip (idempotent, so retry-safe)."""
+        """Ack ``ids`` in ``group`` in one round trip (idempotent, so retry-safe); first,
+        when due, look for groups the config does not declare."""
         mode = self.mode or (yield from self.resolve())
+        if self._groups_check_due():
+            mode = yield from self.check_groups()
         packed, count = pack_acks(mode, self.stream.name, group, ids)
         replies = yield Send(packed=packed, count=count, retry_safe=True)
         if mode is AckMode.XACKDEL and unknown_command(replies[0]):
-            self.xackdel, self.mode = False, AckMode.XACK  # the server lost XACKDEL
+            # The server lost XACKDEL: XACK this time (safe), and look for groups first
+            # at the next ack if acks may delete again.
+            self.xackdel, self.mode = False, ack_mode(self.stream, False, self.others)
+            self._groups_due = -math.inf
             replies = yield Send(
                 packed=pack_xack(self.stream.name, group, ids), count=1, retry_safe=True
             )

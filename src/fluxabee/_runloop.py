@@ -109,6 +109,7 @@ def run(
             yield from self.retention.maintain(self._clock())
         except ConsumerLockedError:
             assert self.lease is not None
+            self.standby()
             yield Pause(self.lease.poll_interval)  # a hot standby
             continue
         except BrokerConnectionError as exc:  # RedisUnavailableError too

@@ -104,3 +104,11 @@ def lock_refresh(lock: str, token: str, ttl_ms: int) -> ScriptCall:
 def lock_release(lock: str, token: str) -> ScriptCall:
     """Release a lock if it is still ours (1 released, 0 not ours)."""
     return ScriptCall(script("lock_release"), (lock,), (token,))
+
+
+def walk(stream: str, *, newest_first: bool, after: str, position: int, budget: int,
+         page: int) -> ScriptCall:  # fmt: skip
+    """The ID of the ``position``-th entry after ``after`` (``""``: from the newest or the
+    oldest end), walked past on the server (see ``lua/walk.lua`` for the reply)."""
+    direction = b"rev" if newest_first else b"fwd"
+    return ScriptCall(script("walk"), (stream,), (direction, after, position, budget, page))

@@ -4,7 +4,9 @@
 where its operator says, not where retention would. Unless forced, the cut must not go past
 the oldest entry some group still needs (:func:`fluxabee._retention.safe_minid`): an entry
 still pending, or not delivered yet, is never removed by accident. The trim is exact
-(``XTRIM MINID``), with ``ACKED`` as a second guard where the server has it.
+(``XTRIM MINID``), with ``ACKED`` as a second guard where the server has it. Where a
+``max_len`` cuts is found on the server, which answers one ID (:func:`walk_target`): the
+client's memory and the bytes read stay bounded whatever the stream's length.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from ._actions import Flow, Send
-from ._protocol import Arg, stream_full_command, xtrim_minid_command
+from ._constants import TRIM_WALK_BUDGET, TRIM_WALK_PAGE
+from ._protocol import stream_full_command, xtrim_minid_command
 from ._retention import id_key, next_id, parse_stream_full, plan_trim, safe_minid
+from ._scripts import walk
 from ._streamconfig import Stream
 from .errors import RedisReplyError, TrimRefusedError
 
@@ -22,16 +26,41 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def target_id(state_length: int, newest: Any, max_len: int) -> str | None:
-    """The ID to trim below so ``max_len`` entries are left (``None``: nothing to cut).
+def walk_target(name: str, length: int, max_len: int) -> Flow[str | None]:
+    """The ID to trim below so the newest ``max_len`` of ``length`` entries are left
+    (``None``: nothing to cut), reading one entry's ID whatever ``max_len``.
 
-    ``newest`` is ``XREVRANGE ... COUNT max(max_len, 1)`` (newest first).
+    The cut is the oldest entry kept: the ``max_len``-th newest, or the one after the
+    ``length - max_len`` oldest; the server walks past the entries before it from the
+    nearer end (:func:`fluxabee._scripts.walk`), :data:`TRIM_WALK_BUDGET` per round trip.
     """
-    if state_length <= max_len or not newest:
+    if length <= max_len:
         return None
-    if max_len == 0:
-        return next_id(_text(newest[0][0]))  # everything, the newest one included
-    return _text(newest[-1][0])  # the oldest of those kept
+    if max_len == 0:  # everything, the newest entry included
+        (newest,) = yield Send([[b"XREVRANGE", name, b"+", b"-", b"COUNT", 1]], retry_safe=True)
+        if isinstance(newest, RedisReplyError):
+            raise newest
+        return next_id(_text(newest[0][0])) if newest else None
+    removed = length - max_len
+    newest_first = max_len <= removed + 1
+    position, after = (max_len if newest_first else removed + 1), ""
+    while True:
+        call = walk(
+            name,
+            newest_first=newest_first,
+            after=after,
+            position=position,
+            budget=TRIM_WALK_BUDGET,
+            page=TRIM_WALK_PAGE,
+        )
+        (reply,) = yield Send([call], retry_safe=True)  # it only reads
+        if isinstance(reply, RedisReplyError):
+            raise reply
+        if reply[0] == 1:
+            return _text(reply[1])
+        if reply[0] != 0:
+            return None  # the stream got shorter meanwhile: nothing to cut
+        after, position = _text(reply[1]), int(reply[2])
 
 
 def trim_to(
@@ -48,17 +77,15 @@ def trim_to(
     entry some group still needs, unless ``force``.
     """
     name = stream.name
-    read: list[list[Arg]] = [stream_full_command(name)]
+    (info,) = yield Send([stream_full_command(name)], retry_safe=True)
+    if isinstance(info, RedisReplyError):
+        if "no such key" in str(info):
+            return 0
+        raise info
+    state = parse_stream_full(info)
+    target = min_id
     if max_len is not None:
-        read.append([b"XREVRANGE", name, b"+", b"-", b"COUNT", max(max_len, 1)])
-    replies = yield Send(read, retry_safe=True)
-    for reply in replies:
-        if isinstance(reply, RedisReplyError):
-            if "no such key" in str(reply):
-                return 0
-            raise reply
-    state = parse_stream_full(replies[0])
-    target = min_id if max_len is None else target_id(state.length, replies[1], max_len)
+        target = yield from walk_target(name, state.length, max_len)
     if target is None or state.first_id is None or id_key(target) <= id_key(state.first_id):
         return 0
     if not force:

@@ -106,3 +106,17 @@ def name_text(value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError(f"{name} must be a non-empty str, got {_shown(value)}")
     return value
+
+
+def consumer_name(value: object, *, reserved: str) -> str:
+    """A stable ``consumer_many`` name given by the user (a pod or host name): printable,
+    no whitespace (it shows in tables and logs), and not ``reserved`` (``consumer_single``'s
+    own name, whose pending entries belong to the single consumer)."""
+    text = name_text(value, "name")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise InvalidArgumentError(
+            f"name must have no whitespace or control characters, got {text!r}"
+        )
+    if text == reserved:
+        raise InvalidArgumentError(f"name {text!r} is consumer_single's; choose another")
+    return text

@@ -52,6 +52,8 @@ def test_run_claims_first_then_every_half_min_idle_and_counts_everything_it_hand
             return [[b"0-0", [], []]]
         if names(send) == ["XPENDING"]:
             return [pending_rows("consumer-1", ("1-0", 3))]
+        if names(send) == ["XREADGROUP", "XPENDING"]:  # own pending, after an empty read
+            return [read_reply("s"), []]
         clock.now += 10.0  # each read blocks 10 s
         return next(reads)
 

@@ -10,14 +10,21 @@ import pytest
 
 from fluxabee import BrokerConnectionError, NoGroupError, Stream
 from fluxabee._actions import Send
-from fluxabee._constants import CAP_CHECK_INTERVAL, TRIM_AFTER_ACKS, TRIM_INTERVAL
+from fluxabee._constants import (
+    CAP_CHECK_INTERVAL,
+    GROUP_CHECK_INTERVAL,
+    TRIM_AFTER_ACKS,
+    TRIM_INTERVAL,
+)
 from fluxabee._retention import (
     AckMode,
     GroupPosition,
     Retainer,
     StreamState,
+    TrimPlan,
     ack_mode,
     handled_here,
+    id_key,
     next_id,
     over_cap,
     parse_stream_full,
@@ -27,7 +34,7 @@ from fluxabee._retention import (
     trim,
 )
 from fluxabee.errors import reply_error
-from tests.unit.machine_driver import drive, name_of
+from tests.unit.machine_driver import Clock, drive, name_of
 
 TWO = Stream("s", groups=["a", "b"])
 
@@ -81,6 +88,14 @@ def test_the_ack_mode_follows_groups_retention_and_the_servers_features(
     assert ack_mode(stream, xackdel) is mode
 
 
+@pytest.mark.parametrize(("xackdel", "mode"), [(False, AckMode.XACK), (True, AckMode.XACKDEL)])
+def test_a_group_found_in_redis_but_not_declared_stops_one_group_acks_deleting(
+    xackdel: bool, mode: AckMode
+) -> None:
+    assert ack_mode(Stream("s"), xackdel, others=("audit",)) is mode
+    assert ack_mode(Stream("s", retention="trim"), xackdel, others=("audit",)) is AckMode.XACK
+
+
 # -- the safe MINID ------------------------------------------------------------------------
 
 
@@ -126,6 +141,21 @@ def test_a_group_that_exists_but_is_not_declared_holds_entries_back_too() -> Non
     plan = plan_trim(state, ("a",))
     assert plan.minid == "100-3"
     assert plan.holders == ("legacy",)
+
+
+def test_ids_compare_as_numbers_never_as_strings() -> None:
+    # "99-0" < "100-0" as IDs, though not as strings: a string comparison would pick the
+    # wrong oldest need and refuse (or allow) the wrong trims.
+    assert id_key("99-0") < id_key("100-0") and id_key("100-9") < id_key("100-10")
+    state = StreamState(
+        9, "98-0", (GroupPosition("a", "98-9", "99-0"), GroupPosition("b", "100-0", "100-0"))
+    )
+    assert safe_minid(state, ("a", "b")) == "99-0"
+    assert plan_trim(state, ("a", "b")) == TrimPlan("99-0", ("a",))
+    behind = StreamState(9, "99-5", (GroupPosition("a", "100-1", "100-0"),))
+    assert plan_trim(behind, ("a",)).minid == "100-0"  # the first entry 99-5 is below it
+    seq = StreamState(9, "100-9", (GroupPosition("a", "100-10", "100-10"),))
+    assert plan_trim(seq, ("a",)).minid == "100-10"
 
 
 def test_caps_are_reported_never_used_to_cut() -> None:
@@ -256,6 +286,96 @@ def test_an_ack_error_other_than_an_unknown_command_raises() -> None:
     retainer = Retainer(Stream("s"))
     run = drive(retainer.ack("consumer_group", ["1-0"]), _acks([reply_error("NOGROUP gone"), 0]))
     assert isinstance(run.error, NoGroupError)
+
+
+# -- groups the config does not declare (a rolling deploy added one) ------------------------
+
+
+class Groups:
+    """Redis for a retainer: ``XINFO GROUPS`` lists ``found`` (or raises ``error``), acks
+    succeed; the test moves the clock."""
+
+    def __init__(self, *found: str) -> None:
+        self.found = list(found)
+        self.error: Any = None
+
+    def __call__(self, send: Send) -> list[Any]:
+        if send.packed:
+            return [1] * send.count
+        assert names(send) == ["XINFO"] and send.commands[0][1] == b"GROUPS"
+        if self.error is not None:
+            return [self.error]
+        return [[[b"name", g.encode(), b"consumers", 0] for g in self.found]]
+
+
+def test_a_one_group_stream_looks_for_other_groups_at_its_first_ack_and_every_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "fluxabee")
+    clock = Clock(1000.0)
+    retainer = Retainer(Stream("s"), clock=clock)
+    redis = Groups("consumer_group")
+
+    def ack(entry_id: str) -> list[str]:
+        run = drive(retainer.ack("consumer_group", [entry_id]), redis, others=None)
+        assert run.error is None
+        return run.sent()
+
+    assert ack("1-0") == ["XINFO", "XACK+XDEL"]  # looks first: nothing else, so it deletes
+    clock.now = 1000.0 + GROUP_CHECK_INTERVAL - 0.5
+    assert ack("2-0") == ["XACK+XDEL"]
+    redis.found.append("audit")  # a newer deploy (or a Go service) added a group
+    clock.now = 1000.0 + GROUP_CHECK_INTERVAL
+    assert ack("3-0") == ["XINFO", "PROBE:XACKDEL", "XACK"]  # no longer deletes
+    assert retainer.mode is AckMode.XACK and retainer.others == ("audit",)
+    assert retainer.due(clock.now)  # what every group acked is trimmed instead
+    assert [r.getMessage() for r in caplog.records] == [
+        "fluxabee: stream s has groups its config does not declare (audit): acks no longer "
+        "delete entries, trims remove what every group acked; declare them, or XGROUP "
+        "DESTROY them once they are gone for good"
+    ]
+    clock.now += GROUP_CHECK_INTERVAL
+    assert ack("4-0") == ["XINFO", "XACK"]  # still there: said once
+    assert len(caplog.records) == 1
+    redis.found.remove("audit")  # destroyed
+    clock.now += GROUP_CHECK_INTERVAL
+    assert ack("5-0") == ["XINFO", "XACK+XDEL"]
+    assert "no undeclared groups any more" in caplog.records[-1].getMessage()
+
+
+def test_other_groups_on_a_server_with_xackdel_are_acked_with_xackdel() -> None:
+    retainer = Retainer(Stream("s"), clock=Clock())
+    run = drive(
+        retainer.ack("consumer_group", ["1-0"]),
+        Groups("consumer_group", "audit"),
+        others=None,
+        commands=frozenset({"XACKDEL"}),
+    )
+    assert run.sent() == ["XINFO", "PROBE:XACKDEL", "XACKDEL"]
+    assert retainer.xackdel  # and trims add ACKED
+
+
+def test_a_missing_stream_has_no_other_groups_and_other_check_errors_raise() -> None:
+    retainer = Retainer(Stream("s"), clock=Clock())
+    redis = Groups()
+    redis.error = reply_error("ERR no such key")
+    run = drive(retainer.ack("consumer_group", ["1-0"]), redis, others=None)
+    assert run.error is None and run.sent() == ["XINFO", "XACK+XDEL"]
+    redis.error = reply_error("NOPERM User has no permissions to run the 'xinfo|groups' command")
+    run = drive(Retainer(Stream("s"), clock=Clock()).ack("consumer_group", ["1-0"]), redis,
+                others=None)  # fmt: skip
+    assert run.error is not None and "NOPERM" in str(run.error)
+    assert run.sent() == ["XINFO"]  # nothing acked: the ack's caller sees the error
+
+
+@pytest.mark.parametrize("stream", [Stream("s", retention="trim"), Stream("s", groups=["a", "b"])])
+def test_streams_whose_acks_never_delete_alone_do_not_look_for_other_groups(
+    stream: Stream,
+) -> None:
+    retainer = Retainer(stream, clock=Clock())
+    run = drive(retainer.ack(stream.groups[0], ["1-0"]), _acks([1]), others=None,
+                group=stream.groups[0], groups=tuple(stream.groups))  # fmt: skip
+    assert "XINFO" not in run.sent()
 
 
 def test_xack_only_acking_trims_after_the_interval_or_the_batch_bound() -> None:

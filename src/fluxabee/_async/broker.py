@@ -361,22 +361,33 @@ class AsyncEventBroker(AsyncInspection):
         group: str | None = None,
         retry_policy: RetryPolicy | None = None,
         min_idle: float | _dt.timedelta = DEFAULT_MIN_IDLE,
+        name: str | None = None,
     ) -> AsyncConsumer:
         """A new consumer of ``stream`` in ``group`` (default: the stream's first declared
-        group) with a generated unique name, for parallel workers.
+        group) for parallel workers, with a generated unique name unless ``name`` is given.
 
         ``min_idle`` is how long an event may stay pending on another consumer before
         ``run`` claims it (default 60 s): keep it above your slowest handler. A group the
         stream does not declare raises :class:`UnknownGroupError`.
+
+        ``name`` (say the pod or host name) is a stable name: a worker restarted after a
+        crash re-reads the pending list it left under that name at once, instead of
+        waiting ``min_idle`` for a claim. Give each live worker its own (two live consumers
+        with one name share one pending list); no whitespace, and not ``consumer-single``.
         """
         idle = validate.seconds(min_idle, "min_idle")
+        consumer = (
+            many_consumer_name()
+            if name is None
+            else validate.consumer_name(name, reserved=SINGLE_CONSUMER_NAME)
+        )
         settings, group = self._group(stream, group)
         client = self._clients.for_stream(stream)
         return AsyncConsumer(
             client=client,
             stream=stream,
             group=group,
-            name=many_consumer_name(),
+            name=consumer,
             retry_policy=self._policy(retry_policy),
             min_idle=idle,
             lease=None,

@@ -23,7 +23,9 @@ from typing import Any
 
 import click
 
+from .. import _validate as validate
 from .._async.engine import AsyncEngine
+from .._constants import SINGLE_CONSUMER_NAME
 from .._observe import Observer
 from .._policy import RetryPolicy
 from .._sync.consumer import Consumer
@@ -91,7 +93,7 @@ def _make(broker: Any, stream: str, options: dict[str, Any]) -> Any:
     if options["single"]:
         return broker.consumer_single(stream, group=group, retry_policy=policy)
     return broker.consumer_many(
-        stream, group=group, retry_policy=policy, min_idle=options["min_idle"]
+        stream, group=group, retry_policy=policy, min_idle=options["min_idle"], name=options["name"]
     )
 
 
@@ -178,6 +180,9 @@ def _started(consumer: Any) -> None:
               help="Claim events pending this long on other consumers.")  # fmt: skip
 @click.option("--max-deliveries", default=10, show_default=True, type=click.IntRange(1),
               help="Deliveries before an event goes to the dead letters.")  # fmt: skip
+@click.option("--name", metavar="NAME",
+              help="A stable consumer name (say the pod or host name): a restart re-reads "
+                   "what it left pending at once. Default: a generated one.")  # fmt: skip
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics.")
 @click.option("--metrics-address", default="0.0.0.0", show_default=True,
               help="Address of the metrics server.")  # fmt: skip
@@ -195,6 +200,7 @@ def worker(
     block: float,
     min_idle: float,
     max_deliveries: int,
+    name: str | None,
     metrics_port: int | None,
     metrics_address: str,
     trace: bool,
@@ -208,6 +214,14 @@ def worker(
     handler = load_handler(handler_path)
     if not target.streams:
         raise click.UsageError("name the streams to consume with --stream")
+    if name is not None and single:
+        raise click.UsageError("--name is for consumer_many workers: --single is always "
+                               "named consumer-single")  # fmt: skip
+    if name is not None:
+        try:
+            validate.consumer_name(name, reserved=SINGLE_CONSUMER_NAME)
+        except InvalidArgumentError as exc:
+            raise click.BadParameter(str(exc), param_hint="--name") from None
     config = target.config()
     streams = list(target.streams)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
@@ -218,6 +232,7 @@ def worker(
         "count": count,
         "block": block,
         "min_idle": min_idle,
+        "name": name,
         "policy": RetryPolicy(max_deliveries=max_deliveries),
     }
     if block <= 0:
