@@ -13,13 +13,11 @@ from typing import Any
 
 from ._actions import Flow, Send
 from ._protocol import Arg, stream_full_command, xtrim_minid_command
+from ._replies import no_such_key
+from ._replies import text as _text
 from ._retention import id_key, next_id, parse_stream_full, plan_trim, safe_minid
 from ._streamconfig import Stream
 from .errors import RedisReplyError, TrimRefusedError
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def target_id(state_length: int, newest: Any, max_len: int) -> str | None:
@@ -54,7 +52,7 @@ def trim_to(
     replies = yield Send(read, retry_safe=True)
     for reply in replies:
         if isinstance(reply, RedisReplyError):
-            if "no such key" in str(reply):
+            if no_such_key(reply):
                 return 0
             raise reply
     state = parse_stream_full(replies[0])

@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -140,35 +141,39 @@ def _other_stream(port: int) -> None:
         engine.new_context().event_broker().publish_now("payments", "x")
 
 
+#: Passwords holding each character that ends a URI part (the masking once stopped there).
+SECRETS = [f"Sup3r{ch}S3cr3t" for ch in "#/?@:%& "]
+
+
+@pytest.mark.parametrize("secret", SECRETS, ids=repr)
 def test_no_secret_ever_shows_in_a_repr_a_message_a_log_line_or_a_traceback(
-    server_factory: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
+    server_factory: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture, secret: str
 ) -> None:
-    secret = "Sup3r-S3cr3t-Pw"
     server = server_factory(extra_args=["--requirepass", secret])
     seen: list[str] = []
     caplog.set_level(logging.DEBUG)
+    pw = quote(secret, safe="")  # in a URI that connects; raw below, where parsing fails
     pools = [
-        RedisPool(code="ok", uri=f"redis://:{secret}@127.0.0.1:{server.port}/0", streams=["s"]),
-        RedisPool(code="bad", uri=f"redis://:{secret}x@127.0.0.1:{server.port}/0", streams=["b"]),
-        RedisPool(code="gone", uri=f"redis://u:{secret}@127.0.0.1:1/0", streams=["g"]),
-        RedisPool(
-            code="seeds", uri=[f"redis://:{secret}@127.0.0.1:1"], cluster=True, streams=["c"]
-        ),
+        RedisPool(code="ok", uri=f"redis://:{pw}@127.0.0.1:{server.port}/0", streams=["s"]),
+        RedisPool(code="bad", uri=f"redis://:{pw}x@127.0.0.1:{server.port}/0", streams=["b"]),
+        RedisPool(code="gone", uri=f"redis://u:{pw}@127.0.0.1:1/0", streams=["g"]),
+        RedisPool(code="seeds", uri=[f"redis://:{pw}@127.0.0.1:1"], cluster=True, streams=["c"]),
         RedisPool(
             code="sentinel",
-            uri=f"redis://:{secret}@m/0",
+            uri=f"redis://:{pw}@m/0",
             sentinels=["127.0.0.1:1"],
             master_name="mymaster",
             sentinel_password=secret,
             streams=["t"],
         ),
+        RedisPool(code="tls", uri=f"rediss://127.0.0.1:1/0?ssl_password={pw}", streams=["q"]),
     ]
     config = Config(redis_pools=pools)
     seen += [repr(config), str(config), *map(repr, pools)]
     with Engine(config) as engine:
         broker = engine.new_context().event_broker()
         assert broker.publish_now("s", "x")
-        for stream in ("b", "g", "c", "t"):
+        for stream in ("b", "g", "c", "t", "q"):
             with pytest.raises(FluxabeeError) as info:
                 broker.publish_now(stream, "x")
             seen += [str(info.value), repr(info.value)]
@@ -181,13 +186,15 @@ def test_no_secret_ever_shows_in_a_repr_a_message_a_log_line_or_a_traceback(
         with pytest.raises(BrokerAuthenticationError):
             broker.publish_now("b", "x")
     for bad in ({"default": {"redis": f"redis://:{secret}@127.0.0.1:99999"}},
-                {"default": {"redis": f"redis://:{secret}@127.0.0.1/x/y"}}):  # fmt: skip
+                {"default": {"redis": f"redis://:{secret}@127.0.0.1/x/y"}},
+                {"default": {"redis": f"redis://u:{secret}@127.0.0.1:6379/0/x"}},
+                {"default": {"redis": f"rediss://h:1/0?ssl_password={secret}&db=x"}}):  # fmt: skip
         with pytest.raises(FluxabeeError) as info:
             Config.from_dict(bad)
-        seen += traceback.format_exception(info.value)
+        seen += [str(info.value), *traceback.format_exception(info.value)]
     seen += [r.getMessage() for r in caplog.records]
     seen += [caplog.text]
-    leaks = [text for text in seen if secret in text]
+    leaks = [text for text in seen if "Sup3r" in text or "S3cr3t" in text]
     assert not leaks, leaks[0]
     assert any("127.0.0.1:1" in text for text in seen)  # the address, not the password
 

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from .. import __version__
 from .._sync.engine import Engine
+from .._uris import mask
 from ..config import Config
 from ..errors import (
     BrokerConnectionError,
@@ -30,7 +31,7 @@ from ..errors import (
     InvalidArgumentError,
     UnknownStreamError,
 )
-from ._format import mask, parse_duration
+from ._format import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -21,6 +21,7 @@ from rich.text import Text
 from .._localserver import LocalServer
 from .._protocol import id_ms
 from .._sync.engine import Engine
+from .._uris import mask
 from ..errors import DecodeError, InvalidArgumentError, LocalServerError
 from ..event import Event
 from ._app import DURATION, CommandError, Target, cli, engine_for, err, out, target_options
@@ -28,7 +29,6 @@ from ._format import (
     age,
     body_text,
     jsonable,
-    mask,
     meta_text,
     parse_body,
     parse_meta,

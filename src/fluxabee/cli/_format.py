@@ -1,4 +1,4 @@
-"""Pure helpers of the command: durations, ages, masking, bodies, statistics as tables/JSON."""
+"""Pure helpers of the command: durations, ages, bodies, statistics as tables/JSON."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from ..event import Event
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*:)[^/?#@]*@")
 
 
 def parse_duration(text: str) -> float:
@@ -60,11 +59,6 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     if count == 1:
         return f"{count} {word}"
     return f"{count} {many or word + 's'}"
-
-
-def mask(uri: str) -> str:
-    """The URI with its password replaced by ``***``."""
-    return _PASSWORD.sub(r"\1***@", uri)
 
 
 def parse_body(text: str) -> Any:
