@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 
+from ._mapkeys import key_problem
 from ._schema import (
     _SCHEMAS,
     F32,
@@ -211,6 +212,9 @@ class _Walker:
             seg = _key_segment(key, fields)
             try:
                 self.leaf(key)
+                problem = key_problem(key)
+                if problem is not None:
+                    raise EncodeFailure(problem)
             except (EncodeFailure, NeedsWalk) as exc:
                 failure = exc if isinstance(exc, EncodeFailure) else EncodeFailure("bad key")
                 failure.path.append(seg + " (key)")

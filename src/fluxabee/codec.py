@@ -27,6 +27,7 @@ import msgpack
 
 from . import _typed
 from ._constants import BODY_FIELD
+from ._mapkeys import KEY_RULE, keys_come_back
 from ._schema import WALK_CLASSES
 from ._wire import EncodeFailure, NeedsWalk, default, explain, walk_pack
 from .errors import DecodeError, SerializationError
@@ -61,20 +62,34 @@ def encode_body(body: Any) -> bytes | None:
     if not WALK_CLASSES or type(body) not in WALK_CLASSES:  # no float32 class: one test
         try:
             packed: bytes = packer.pack(body)
-            return packed
         except NeedsWalk:  # a float32 class met inside the body
             pass
         except Exception as exc:  # TypeError, OverflowError, ..., or from a model or property
             _local.packer = _new_packer()  # never reuse a packer that failed part-way
             raise _serialization_error(body, explain(body, _local.packer.pack), exc) from exc
+        else:
+            if keys_come_back(body):
+                return packed
+            raise _bad_key_error(body)
     try:
-        return walk_pack(body, packer.pack)
+        packed = walk_pack(body, packer.pack)
     except EncodeFailure as failure:
         _local.packer = _new_packer()
         raise _serialization_error(body, failure, failure) from None
     except Exception as exc:
         _local.packer = _new_packer()
         raise _serialization_error(body, None, exc) from exc
+    if keys_come_back(body):
+        return packed
+    raise _bad_key_error(body)
+
+
+def _bad_key_error(body: Any) -> SerializationError:
+    """A body with a map key that would not come back as a dict key (a tuple, a set...)."""
+    failure = explain(body, _new_packer().pack)
+    if failure is None:  # the walk did not find it again: say what the rule is
+        failure = EncodeFailure(f"a map key would not come back as a dict key ({KEY_RULE})")
+    return _serialization_error(body, failure, failure)
 
 
 def _serialization_error(

@@ -72,6 +72,8 @@ def test_bad_input_raises_at_publish_and_buffers_nothing(broker: EventBroker) ->
         broker.publish("nope", "x")
     with pytest.raises(SerializationError):
         broker.publish("test-stream", object())
+    with pytest.raises(SerializationError, match="cannot be a dict key"):
+        broker.publish("test-stream", {(1, 2): "x"})  # it would never read back
     with pytest.raises(SerializationError):
         broker.publish("test-stream", None)
     with pytest.raises(SerializationError):
