@@ -18,6 +18,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from ._ext import Extension
 from ._schema import class_schema, is_model_class
 
 #: Types that encode as a MessagePack scalar which decodes to a hashable value.
@@ -48,7 +49,7 @@ def key_comes_back(key: Any) -> bool:
         return True
     if isinstance(key, enum.Enum):
         return key_comes_back(key.value)
-    return key is None or isinstance(key, (str, int, float, bytes, datetime.datetime))
+    return key is None or isinstance(key, (str, int, float, bytes, datetime.datetime, Extension))
 
 
 def keys_come_back(value: Any, _plain: frozenset[type] = _PLAIN, _type: type = type) -> bool:

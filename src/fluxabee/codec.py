@@ -27,6 +27,7 @@ import msgpack
 
 from . import _typed
 from ._constants import BODY_FIELD
+from ._ext import ext_hook
 from ._mapkeys import KEY_RULE, keys_come_back
 from ._schema import WALK_CLASSES
 from ._wire import EncodeFailure, NeedsWalk, default, explain, walk_pack
@@ -109,13 +110,16 @@ def decode_body(raw: bytes) -> Any:
     truncated to microseconds; one outside datetime's range (years 1 to 9999) stays a
     ``msgpack.Timestamp``, so the rest of the body is still readable. Raises
     :class:`DecodeError` (carrying ``raw``) for anything that is not exactly one valid
-    MessagePack value.
+    MessagePack value. Any other extension (Go's ``complex128`` is shamaton's -128)
+    becomes an :class:`~fluxabee.Extension` carrying its code and bytes.
     """
     try:
-        return msgpack.unpackb(raw, strict_map_key=False, timestamp=3)
+        return msgpack.unpackb(raw, strict_map_key=False, timestamp=3, ext_hook=ext_hook)
     except (OverflowError, ValueError) as exc:  # a timestamp beyond datetime, or bad bytes
         try:
-            return _keep_far_timestamps(msgpack.unpackb(raw, strict_map_key=False))
+            return _keep_far_timestamps(
+                msgpack.unpackb(raw, strict_map_key=False, ext_hook=ext_hook)
+            )
         except Exception:  # report the first error: the bytes are bad
             raise DecodeError(f"cannot decode body ({len(raw)} bytes): {exc}", raw) from exc
     except Exception as exc:  # msgpack raises many types: ExtraData, StackError, ...
