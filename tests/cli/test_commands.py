@@ -401,4 +401,4 @@ def test_pending_and_claim_in_a_chosen_group(redis_url: str, tmp_path: Path) -> 
     assert claimed.returncode == 0, claimed.stderr
     assert "claimed 1 event of orders for me" in claimed.stdout
     unknown = run_cli("pending", "orders", "--group", "nobody", env=env)
-    assert unknown.returncode == 1 and "not declared for stream 'orders'" in unknown.stderr
+    assert unknown.returncode == 2 and "not declared for stream 'orders'" in unknown.stderr

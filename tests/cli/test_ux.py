@@ -5,6 +5,7 @@ Each runs the real console script in a subprocess against a real server."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -35,3 +36,32 @@ def test_no_password_shows_in_the_output_whatever_it_holds(
     for run in [*runs, ok]:
         shown = run.stdout + run.stderr
         assert "Sup3r" not in shown and "S3cr3t" not in shown, shown
+
+
+def test_bad_input_on_the_command_line_exits_2(redis_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "fluxabee.yaml"
+    config.write_text(f"default:\n  redis: {redis_url}\n  streams: [orders]\n")
+    env = cli_env(FLUXABEE_CONFIG=str(config))
+    group = run_cli("pending", "orders", "--group", "nope", env=env)
+    assert (group.returncode, group.stderr) == (
+        2,
+        "fluxabee: error: group 'nope' is not declared for stream 'orders' "
+        "(its groups: 'consumer_group')\n",
+    )
+    too_big = run_cli("publish", "orders", str(2**64), env=env)
+    assert too_big.returncode == 2, too_big.stderr
+    assert too_big.stderr.startswith("fluxabee: error: BODY: cannot serialize body (int)")
+    lines = tmp_path / "bodies.jsonl"
+    lines.write_text(f'{{"ok": 1}}\n\n{{"n": {2**64}}}\n')
+    in_file = run_cli("publish", "orders", "--file", str(lines), env=env)
+    assert in_file.returncode == 2, in_file.stderr
+    assert f"{lines} line 3: cannot serialize body (dict) at n:" in in_file.stderr
+    not_json = tmp_path / "bad.jsonl"
+    not_json.write_text("{oops\n")
+    assert run_cli("publish", "orders", "--file", str(not_json), env=env).returncode == 2
+    handler = tmp_path / "handler.py"
+    handler.write_text("def handle(events):\n    pass\n")
+    worker = run_cli("worker", "handler:handle", "--stream", "orders", "--group", "nope",
+                     env=env, cwd=tmp_path)  # fmt: skip
+    assert worker.returncode == 2, worker.stderr
+    assert "nope" in worker.stderr

@@ -29,6 +29,7 @@ from ..errors import (
     ConfigError,
     FluxabeeError,
     InvalidArgumentError,
+    UnknownGroupError,
     UnknownStreamError,
 )
 from ._format import parse_duration
@@ -38,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Where commands connect when nothing says otherwise (FluxaORM's default).
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Errors that mean the command line (or the config it names) is wrong: exit code 2.
-USAGE_ERRORS = (ConfigError, UnknownStreamError, InvalidArgumentError)
+USAGE_ERRORS = (ConfigError, UnknownStreamError, UnknownGroupError, InvalidArgumentError)
 
 #: Width of the output when it is not a terminal and ``$COLUMNS`` does not say.
 PIPE_WIDTH = 160

@@ -22,7 +22,7 @@ from .._localserver import LocalServer
 from .._protocol import id_ms
 from .._sync.engine import Engine
 from .._uris import mask
-from ..errors import DecodeError, InvalidArgumentError, LocalServerError
+from ..errors import DecodeError, InvalidArgumentError, LocalServerError, SerializationError
 from ..event import Event
 from ._app import DURATION, CommandError, Target, cli, engine_for, err, out, target_options
 from ._format import (
@@ -100,16 +100,26 @@ def server(port: int | None, binary: str | None) -> int:
 # -- publish -----------------------------------------------------------------------------
 
 
-def _read_bodies(handle: IO[str]) -> list[Any]:
+def _read_bodies(handle: IO[str]) -> list[tuple[int, Any]]:
+    """``(line number, body)`` of every non-blank line."""
     bodies = []
     for number, line in enumerate(handle, 1):
         if not line.strip():
             continue
         try:
-            bodies.append(json.loads(line))
+            bodies.append((number, json.loads(line)))
         except ValueError as exc:
             raise InvalidArgumentError(f"{handle.name} line {number}: not JSON: {exc}") from None
     return bodies
+
+
+@contextmanager
+def bad_body(where: str) -> Iterator[None]:
+    """A body the command line gave that cannot be sent is a usage error (exit code 2)."""
+    try:
+        yield
+    except SerializationError as exc:
+        raise InvalidArgumentError(f"{where}: {exc}") from None
 
 
 @cli.command()
@@ -140,16 +150,19 @@ def publish(
     with engine_for(target.config(stream)) as engine:
         broker = engine.new_context().event_broker()
         if handle is None:
-            out.print(broker.publish_now(stream, None if body is None else parse_body(body),
-                                         meta=fields))  # fmt: skip
+            with bad_body("BODY"):
+                value = None if body is None else parse_body(body)
+                entry_id = broker.publish_now(stream, value, meta=fields)
+            out.print(entry_id)
             return 0
         bodies = _read_bodies(handle)
         ids: list[str] = []
         with progress() as bar:
             task = bar.add_task(f"publishing to {stream}", total=len(bodies))
             for start in range(0, len(bodies), FILE_BATCH):
-                for item in bodies[start : start + FILE_BATCH]:
-                    broker.publish(stream, item, meta=fields)
+                for number, item in bodies[start : start + FILE_BATCH]:
+                    with bad_body(f"{handle.name} line {number}"):
+                        broker.publish(stream, item, meta=fields)
                 ids += broker.flush()
                 bar.update(task, completed=len(ids))
     span = f" ({ids[0]} .. {ids[-1]})" if ids else ""
