@@ -63,14 +63,15 @@ def trim_to(
         safe = safe_minid(state, stream.groups)
         if safe is None or id_key(target) > id_key(safe):
             holders = plan_trim(state, stream.groups).holders
-            who = (
-                f"groups {', '.join(holders)} need entries from {safe}"
-                if safe
-                else ("no declared group has read it")
-            )
+            if safe is None:
+                who = "no declared group has read it"
+            elif id_key(safe) <= id_key(state.first_id):  # name an entry that exists
+                who = f"groups {', '.join(holders)} need every entry, from {state.first_id}"
+            else:
+                who = f"groups {', '.join(holders)} need the entries from {safe} on"
             raise TrimRefusedError(
                 f"trimming {name} below {target} would remove entries not acked yet ({who}); "
-                f"nothing was removed (force=True, or --force, removes them anyway)",
+                f"nothing was removed (force=True removes them anyway)",
                 safe_id=safe,
                 holders=holders,
             )

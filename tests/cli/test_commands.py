@@ -363,7 +363,8 @@ def test_trim_removes_only_what_every_group_acked_unless_forced(
 
     refused = run_cli("trim", "orders", "--maxlen", "1", env=env)
     assert refused.returncode == 1
-    assert "not acked yet (groups search need entries from" in refused.stderr
+    assert "not acked yet (groups search need every entry, from " in refused.stderr
+    assert "(--force removes them anyway)" in refused.stderr
     assert "nothing was removed" in refused.stderr
     safe = run_cli("trim", "orders", env=env)
     assert safe.returncode == 0, safe.stderr

@@ -4,11 +4,13 @@ Each runs the real console script in a subprocess against a real server."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import redis
 
 from tests.cli.conftest import cli_env, run_cli
 from tests.servers import RedisServer
@@ -65,3 +67,63 @@ def test_bad_input_on_the_command_line_exits_2(redis_url: str, tmp_path: Path) -
                      env=env, cwd=tmp_path)  # fmt: skip
     assert worker.returncode == 2, worker.stderr
     assert "nope" in worker.stderr
+
+
+def _strict_json(text: str) -> object:
+    def refuse(name: str) -> object:
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_tail_json_is_strict_json_for_an_infinite_float(redis_url: str) -> None:
+    env = cli_env(REDIS_URL=redis_url)
+    assert run_cli("publish", "s", '{"x": 1e400, "y": [-1e400]}', env=env).returncode == 0
+    tail = run_cli("tail", "s", "--json", env=env)
+    assert tail.returncode == 0, tail.stderr
+    row = _strict_json(tail.stdout)
+    assert isinstance(row, dict)
+    assert row["body"] == {"x": "Infinity", "y": ["-Infinity"]}
+
+
+def test_demo_on_a_given_server_says_which_one_with_the_password_masked(
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    server = server_factory(extra_args=["--requirepass", "s3cret#1"])
+    url = f"redis://:s3cret%231@127.0.0.1:{server.port}/0"
+    demo = run_cli("demo", "--events", "30", env=cli_env(REDIS_URL=url))
+    assert demo.returncode == 0, demo.stderr
+    assert demo.stdout.splitlines()[0] == (
+        f"fluxabee demo: using stream fluxabee-demo on redis://:***@127.0.0.1:{server.port}/0 "
+        "(--redis/REDIS_URL)"
+    )
+    assert "s3cret" not in demo.stdout + demo.stderr
+
+
+def test_worker_help_documents_the_metrics_address() -> None:
+    shown = " ".join(run_cli("worker", "--help").stdout.split())
+    assert "--metrics-address TEXT Address the metrics server listens on: every interface" in (
+        shown
+    )
+    assert "as Prometheus exporters do (127.0.0.1 keeps it local). [default: 0.0.0.0]" in shown
+
+
+def test_the_trim_refusal_names_an_entry_that_exists_and_the_option(
+    redis_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "fluxabee.yaml"
+    config.write_text(f"default:\n  redis: {redis_url}\n  streams: [orders]\n")
+    env = cli_env(FLUXABEE_CONFIG=str(config))
+    ids = [run_cli("publish", "orders", str(i), env=env).stdout.strip() for i in range(3)]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.xgroup_create("orders", "consumer_group", id="0")  # a group that read nothing
+    finally:
+        client.close()
+    refused = run_cli("trim", "orders", "--maxlen", "1", env=env)
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        f"fluxabee: error: trimming orders below {ids[2]} would remove entries not acked yet "
+        f"(groups consumer_group need every entry, from {ids[0]}); nothing was removed "
+        "(--force removes them anyway)\n",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fluxabee.cli._format import age, jsonable, parse_body, parse_duration, parse_meta
@@ -39,3 +41,9 @@ def test_bodies_and_meta() -> None:
     with pytest.raises(ValueError, match="key=value"):
         parse_meta(["novalue"])
     assert jsonable({b"k": [b"\xff", 1.5, None]}) == {"k": [{"hex": "ff"}, 1.5, None]}
+
+
+def test_non_finite_floats_become_strict_json() -> None:
+    body = {"big": float("inf"), "small": float("-inf"), "nan": [float("nan")]}
+    text = json.dumps(jsonable(body), allow_nan=False)
+    assert json.loads(text) == {"big": "Infinity", "small": "-Infinity", "nan": ["NaN"]}

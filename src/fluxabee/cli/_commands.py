@@ -22,7 +22,13 @@ from .._localserver import LocalServer
 from .._protocol import id_ms
 from .._sync.engine import Engine
 from .._uris import mask
-from ..errors import DecodeError, InvalidArgumentError, LocalServerError, SerializationError
+from ..errors import (
+    DecodeError,
+    InvalidArgumentError,
+    LocalServerError,
+    SerializationError,
+    TrimRefusedError,
+)
 from ..event import Event
 from ._app import DURATION, CommandError, Target, cli, engine_for, err, out, target_options
 from ._format import (
@@ -187,7 +193,7 @@ def _body_json(event: Event[Any]) -> Any:
 
 def _entry_json(event: Event[Any]) -> str:
     row = {"id": event.id, "meta": event.meta, "body": _body_json(event)}
-    return json.dumps(row, ensure_ascii=False)
+    return json.dumps(row, ensure_ascii=False, allow_nan=False)
 
 
 @cli.command()
@@ -404,7 +410,7 @@ def dead_letters(target: Target, stream: str, count: int, replay: bool, as_json:
             }
             for letter in letters
         ]
-        out.print(json.dumps(rows, ensure_ascii=False), markup=False)
+        out.print(json.dumps(rows, ensure_ascii=False, allow_nan=False), markup=False)
         return 0
     if not letters:
         out.print(f"no dead letters in {stream}")
@@ -459,7 +465,10 @@ def trim(*, target: Target, stream: str, maxlen: int | None, minid: str | None, 
         raise click.UsageError("give --maxlen or --minid, not both")
     with engine_for(target.config(stream)) as engine:
         broker = engine.new_context().event_broker()
-        removed = broker.trim(stream, min_id=minid, max_len=maxlen, force=force)
+        try:
+            removed = broker.trim(stream, min_id=minid, max_len=maxlen, force=force)
+        except TrimRefusedError as exc:  # say it in the command's words
+            raise CommandError(str(exc).replace("force=True", "--force")) from None
         length = broker.stream_statistics(stream).length
     out.print(f"removed {plural(removed, 'entry', 'entries')} from {stream}; {length} left")
     return 0

@@ -180,7 +180,8 @@ def _started(consumer: Any) -> None:
               help="Deliveries before an event goes to the dead letters.")  # fmt: skip
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics.")
 @click.option("--metrics-address", default="0.0.0.0", show_default=True,
-              help="Address of the metrics server.")  # fmt: skip
+              help="Address the metrics server listens on: every interface by default, as "
+                   "Prometheus exporters do (127.0.0.1 keeps it local).")  # fmt: skip
 @click.option("--trace", is_flag=True, help="OpenTelemetry spans (global tracer provider).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(LEVELS, case_sensitive=False))  # fmt: skip
