@@ -5,6 +5,7 @@ Each runs the real console script in a subprocess against a real server."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -12,7 +13,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from tests.cli.conftest import cli_env, run_cli
+from tests.cli.conftest import Running, cli_env, run_cli
 from tests.servers import RedisServer
 
 
@@ -127,3 +128,43 @@ def test_the_trim_refusal_names_an_entry_that_exists_and_the_option(
         f"(groups consumer_group need every entry, from {ids[0]}); nothing was removed "
         "(--force removes them anyway)\n",
     )
+
+
+STUCK_HANDLERS = """
+import asyncio
+import time
+
+def stuck(events):
+    print("handling", len(events), flush=True)
+    time.sleep(50)
+
+async def astuck(events):
+    print("handling", len(events), flush=True)
+    await asyncio.sleep(50)
+"""
+
+
+@pytest.mark.parametrize("handler", ["stuck", "astuck"])
+def test_ctrl_c_says_what_it_does_and_a_second_one_stops_at_once(
+    handler: str, redis_url: str, tmp_path: Path, background: Callable[..., Running]
+) -> None:
+    (tmp_path / "handlers.py").write_text(STUCK_HANDLERS)
+    env = cli_env(REDIS_URL=redis_url)
+    assert run_cli("publish", "s", '{"n": 1}', env=env).returncode == 0
+    worker = background("worker", f"handlers:{handler}", "--stream", "s", "--block", "200ms",
+                        env=env, cwd=str(tmp_path))  # fmt: skip
+    worker.wait_line(lambda line: line == "handling 1")
+    worker.process.send_signal(signal.SIGINT)
+    said = worker.wait_line(lambda line: "stopping" in line, which="stderr")
+    assert said == (
+        "fluxabee worker: stopping after the batch in hand is handled and acked "
+        "(Ctrl-C again stops at once, leaving it pending)"
+    )
+    code, _, err = worker.stop(signal.SIGINT)  # the handler still sleeps: only this ends it
+    assert code == 130, err
+    assert "fluxabee worker: stopping at once; the events in hand stay pending" in err
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.xpending("s", "consumer_group")["pending"] == 1  # not acked: pending
+    finally:
+        client.close()
