@@ -70,6 +70,8 @@ def keys_come_back(value: Any, _plain: frozenset[type] = _PLAIN, _type: type = t
 
 
 def _other(value: Any, cls: type) -> bool:
+    if _PROVEN.get(cls):  # the common typed body: one lookup
+        return True
     if dataclasses.is_dataclass(cls) and not isinstance(value, type):
         if _proven(cls):
             return True
