@@ -65,7 +65,10 @@ def keys_come_back(value: Any, _plain: frozenset[type] = _PLAIN, _type: type = t
     if cls in _plain:
         return True
     if cls is list or cls is tuple:
-        return all(_type(item) in _plain or keys_come_back(item) for item in value)
+        for item in value:  # noqa: SIM110 - a loop, not all(genexpr): one frame per level
+            if _type(item) not in _plain and not keys_come_back(item):
+                return False
+        return True
     return _other(value, cls)
 
 

@@ -69,7 +69,7 @@ def encode_body(body: Any) -> bytes | None:
             _local.packer = _new_packer()  # never reuse a packer that failed part-way
             raise _serialization_error(body, explain(body, _local.packer.pack), exc) from exc
         else:
-            if keys_come_back(body):
+            if _keys_come_back(body, packed):
                 return packed
             raise _bad_key_error(body)
     try:
@@ -80,9 +80,22 @@ def encode_body(body: Any) -> bytes | None:
     except Exception as exc:
         _local.packer = _new_packer()
         raise _serialization_error(body, None, exc) from exc
-    if keys_come_back(body):
+    if _keys_come_back(body, packed):
         return packed
     raise _bad_key_error(body)
+
+
+def _keys_come_back(body: Any, packed: bytes) -> bool:
+    try:
+        return keys_come_back(body)
+    except RecursionError:  # deeper than the stack left: msgpack's C reader is the judge
+        try:
+            msgpack.unpackb(packed, strict_map_key=False, timestamp=3, ext_hook=ext_hook)
+        except TypeError:  # unhashable type: a key that does not come back
+            return False
+        except Exception:  # a timestamp beyond datetime, ...: not about keys
+            pass
+        return True
 
 
 def _bad_key_error(body: Any) -> SerializationError:

@@ -108,3 +108,19 @@ def decode_body_strict(body: Any) -> Any:
     import msgpack  # noqa: PLC0415
 
     return msgpack.unpackb(msgpack.packb(body), strict_map_key=False)
+
+
+def test_a_body_nested_as_deep_as_msgpack_allows_is_checked_from_a_deep_stack() -> None:
+    body: list[Any] = []
+    inner = body
+    for _ in range(510):  # msgpack's own limit is 511 levels
+        inner.append([])
+        inner = inner[0]
+
+    def from_depth(depth: int, value: Any) -> bytes | None:
+        return encode_body(value) if depth == 0 else from_depth(depth - 1, value)
+
+    assert from_depth(600, body)  # past the stack the walk has: the C reader decides
+    inner.append({(1, 2): 3})
+    with pytest.raises(SerializationError, match="would not come back as a dict key"):
+        from_depth(600, body)

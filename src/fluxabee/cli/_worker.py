@@ -266,7 +266,8 @@ def worker(
     """Run MODULE:HANDLER on the events of every --stream until SIGTERM or Ctrl-C.
 
     The handler takes a list of events (plain or async def). Failed events are retried
-    and dead-lettered by the retry policy; a stop finishes and acks the batch in hand.
+    and dead-lettered by the retry policy; a stop finishes and acks the batch in hand, and
+    a second Ctrl-C stops at once (exit code 130), leaving it pending.
     """
     handler = load_handler(handler_path)
     if not target.streams:
