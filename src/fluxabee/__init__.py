@@ -11,13 +11,15 @@ plug in there, :class:`PrometheusObserver` / :class:`StatisticsCollector`
 are imported on first use, so ``import fluxabee`` needs neither package.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
 from ._backends import AsyncNetworkBackend, AsyncStream, SyncNetworkBackend, SyncStream
+from ._ext import Extension
 from ._inspection import PendingEntry
 from ._localserver import LocalServer, ServerBinary, ServerTLS, find_server_binary, server_binaries
 from ._observe import Batch, Observer, Publication
@@ -54,7 +56,7 @@ from .errors import (
 )
 from .event import AsyncDeadLetter, AsyncEvent, DeadLetter, Event, SyncDeadLetter, SyncEvent
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._otel import TracingObserver
     from ._prometheus import PrometheusObserver, StatisticsCollector
 
@@ -68,13 +70,13 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """Import the optional extras' names on first use, with a hint when one is missing."""
     if name not in _LAZY:
         raise AttributeError(f"module 'fluxabee' has no attribute {name!r}")
     module, extra = _LAZY[name]
     try:
-        value = getattr(importlib.import_module(module, __name__), name)
+        value = getattr(_importlib.import_module(module, __name__), name)
     except ImportError as exc:
         raise ImportError(
             f"fluxabee.{name} needs {exc.name or 'a missing package'}: "
@@ -82,6 +84,11 @@ def __getattr__(name: str) -> Any:
         ) from exc
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The public names only (not the helpers this module imports)."""
+    return sorted(__all__)
 
 
 __all__ = [
@@ -110,6 +117,7 @@ __all__ = [
     "Event",
     "EventBroker",
     "EventTooLargeError",
+    "Extension",
     "Float32",
     "FluxabeeError",
     "GroupStatistics",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._keys import SLOTS
+from ._replies import text as _text
 from .errors import RedisReplyError, RedisUnavailableError
 
 #: Redirects followed for one command before giving up (a map that keeps changing).
@@ -62,10 +63,6 @@ def redirect_of(reply: Any) -> Redirect | None:
 def topology_changed(reply: Any) -> bool:
     """Whether an error reply means the map must be asked again (a failover, a reshard)."""
     return isinstance(reply, RedisUnavailableError) or redirect_of(reply) is not None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _fields(flat: Sequence[Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._protocol import Arg, Entry, id_ms
+from ._replies import text as _text
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,6 @@ def claim_command(
 ) -> list[Arg]:
     """XCLAIM ``ids`` to ``consumer`` if still idle that long; JUSTID: counts unchanged."""
     return [b"XCLAIM", stream, group, consumer, min_idle_ms, *ids, b"JUSTID"]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def parse_pending_entries(raw: Any) -> list[PendingEntry]:

@@ -59,6 +59,8 @@ from ._protocol import (
     stream_full_command,
     xtrim_minid_command,
 )
+from ._replies import no_such_key
+from ._replies import text as _text
 from ._streamconfig import Stream
 from .errors import BrokerConnectionError, RedisReplyError
 
@@ -170,10 +172,6 @@ class StreamState(NamedTuple):
     groups: tuple[GroupPosition, ...]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _pairs(flat: Any) -> dict[str, Any]:
     it = iter(flat or ())
     return {_text(k): v for k, v in zip(it, it, strict=False)}
@@ -257,10 +255,6 @@ class TrimResult(NamedTuple):
     over_cap: str | None
 
 
-def _missing_key(reply: Any) -> bool:
-    return isinstance(reply, RedisReplyError) and "no such key" in str(reply)
-
-
 def trim(stream: Stream, *, acked_guard: bool) -> Flow[TrimResult]:
     """Create every declared group (no MKSTREAM), read the stream's state, and trim it
     exactly to the safe MINID (``ACKED`` too when ``acked_guard``: the server has it)."""
@@ -271,7 +265,7 @@ def trim(stream: Stream, *, acked_guard: bool) -> Flow[TrimResult]:
     time_reply, info = replies[-2], replies[-1]
     if isinstance(time_reply, RedisReplyError):
         raise time_reply
-    if _missing_key(info):  # no stream: nothing to trim (and nothing was created)
+    if no_such_key(info):  # no stream: nothing to trim (and nothing was created)
         return TrimResult(0, 0, None, (), None)
     for reply in (*replies[: len(creates)], info):
         if isinstance(reply, RedisReplyError) and reply.prefix != "BUSYGROUP":

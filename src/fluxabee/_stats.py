@@ -11,6 +11,8 @@ from typing import Any
 
 from ._keys import dead_letter_key
 from ._protocol import Arg, id_ms
+from ._replies import no_such_key
+from ._replies import text as _text
 from ._retention import over_cap
 from ._streamconfig import Stream
 from .errors import NoGroupError, RedisReplyError
@@ -83,10 +85,6 @@ class StreamStatistics:
     over_cap: bool = False
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _as_dict(flat: Any) -> dict[str, Any]:
     it = iter(flat or ())
     return {_text(k): v for k, v in zip(it, it, strict=False)}
@@ -131,7 +129,7 @@ def _missing(reply: Any, *, what: type[RedisReplyError] | None = None) -> bool:
         return False
     if what is not None and isinstance(reply, what):
         return True
-    return reply.prefix == "ERR" and "no such key" in str(reply)
+    return no_such_key(reply)
 
 
 def parse_statistics(

@@ -49,6 +49,12 @@ def _describe(value: object) -> str:
 def _name(value: object, where: str, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}: a {what} must be a non-empty string, got {_describe(value)}")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        # a YAML indentation slip folds "- orders\n   - payments" into one name
+        raise ConfigError(
+            f"{where}: a {what} cannot hold whitespace or control characters, "
+            f"got {_describe(value)} (a YAML indentation slip?)"
+        )
     return value
 
 

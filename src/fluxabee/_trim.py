@@ -11,19 +11,15 @@ client's memory and the bytes read stay bounded whatever the stream's length.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._actions import Flow, Send
 from ._constants import TRIM_WALK_BUDGET, TRIM_WALK_PAGE
 from ._protocol import stream_full_command, xtrim_minid_command
+from ._replies import no_such_key
+from ._replies import text as _text
 from ._retention import id_key, next_id, parse_stream_full, plan_trim, safe_minid
 from ._scripts import walk
 from ._streamconfig import Stream
 from .errors import RedisReplyError, TrimRefusedError
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def walk_target(name: str, length: int, max_len: int) -> Flow[str | None]:
@@ -79,7 +75,7 @@ def trim_to(
     name = stream.name
     (info,) = yield Send([stream_full_command(name)], retry_safe=True)
     if isinstance(info, RedisReplyError):
-        if "no such key" in str(info):
+        if no_such_key(info):
             return 0
         raise info
     state = parse_stream_full(info)
@@ -92,14 +88,15 @@ def trim_to(
         safe = safe_minid(state, stream.groups)
         if safe is None or id_key(target) > id_key(safe):
             holders = plan_trim(state, stream.groups).holders
-            who = (
-                f"groups {', '.join(holders)} need entries from {safe}"
-                if safe
-                else ("no declared group has read it")
-            )
+            if safe is None:
+                who = "no declared group has read it"
+            elif id_key(safe) <= id_key(state.first_id):  # name an entry that exists
+                who = f"groups {', '.join(holders)} need every entry, from {state.first_id}"
+            else:
+                who = f"groups {', '.join(holders)} need the entries from {safe} on"
             raise TrimRefusedError(
                 f"trimming {name} below {target} would remove entries not acked yet ({who}); "
-                f"nothing was removed (force=True, or --force, removes them anyway)",
+                f"nothing was removed (force=True removes them anyway)",
                 safe_id=safe,
                 holders=holders,
             )

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, Literal, TypeVar, Union
 
+from ._ext import COMPLEX_CODE, Extension
 from ._schema import (
     _MAPPING_ORIGINS,
     _SEQUENCE_ORIGINS,
@@ -166,6 +167,18 @@ def _datetime(value: Any) -> datetime.datetime:
     raise Mismatch(f"expected datetime (MessagePack timestamp), got {_describe(value)}")
 
 
+def _complex(value: Any) -> complex:
+    if isinstance(value, Extension):
+        found = value.complex
+        if found is not None:
+            return found
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return complex(value)
+    raise Mismatch(
+        f"expected complex (Go's complex64/128: extension {COMPLEX_CODE}), got {_describe(value)}"
+    )
+
+
 def _date(value: Any) -> Any:
     raise Mismatch("date fields are not supported (Go's time.Time is an instant): use datetime")
 
@@ -186,6 +199,7 @@ _SCALARS: dict[type, Converter] = {
     bytes: _bytes,
     datetime.datetime: _datetime,
     datetime.date: _date,
+    complex: _complex,
 }
 
 

@@ -20,7 +20,21 @@ _SCHEMES = ("redis", "rediss", "unix")
 _HOST = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
 _SHORT_RE = re.compile(rf"({_HOST})(?::([0-9]+)(?::([0-9]+))?)?")
 _HOSTPORT_RE = re.compile(rf"({_HOST}|\[[0-9A-Fa-f:.]+\])(?::([0-9]+))?")
-_PASSWORD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*:)[^/?#]*@")
+#: A URI's ``user:`` (group 1) and its password up to the last ``@`` of the line before the
+#: next URI or the end of a quoted URI (``': ``, ``',``, ``')``): a password may hold
+#: ``/ ? # @ : % &`` and spaces, unencoded.
+_PASSWORD_RE = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s'\"]*:)"
+    r"(?:(?![A-Za-z][A-Za-z0-9+.-]*://|['\"](?:[\s:,;)\]}]|$))[^\n])*@"
+)
+#: A secret in a query (``ssl_password=``, ``password=``, ``sentinel_password=``...): the
+#: key (group 1) and its value, up to the next ``&name=`` or the end of a quoted URI, so a raw
+#: ``&``, ``@`` or space inside it stays hidden too.
+_QUERY_SECRET_RE = re.compile(
+    r"([?&](?:[A-Za-z0-9_.-]*(?:password|passwd|secret|token)|pass|pwd)=)"
+    r"(?:(?!&[A-Za-z0-9_.-]+=|['\"](?:[\s:,;)\]}]|$))[^\n])*",
+    re.IGNORECASE,
+)
 _EXPECTED_URI = "expected redis://, rediss://, unix:///path or host[:port[:db]]"
 #: Longest digit string accepted for a port or a db (keeps ``int()`` cheap).
 _MAX_DIGITS = 18
@@ -49,9 +63,18 @@ def describe(value: object) -> str:
     return "None" if value is None else f"{type(value).__name__} {short(value)}"
 
 
-def mask(uri: str) -> str:
-    """The URI with its password replaced by ``***``."""
-    return _PASSWORD_RE.sub(r"\1***@", uri)
+def mask(text: str) -> str:
+    """``text`` (a URI, or a message or traceback holding URIs) with every secret replaced by
+    ``***``: the password of each URI, and the values of secret query options
+    (``ssl_password``, ``password``...).
+
+    The one masking function of the library (``repr``, messages, logs, the command line). It
+    errs on the side of hiding: a password may hold any character but a newline, so
+    everything from ``user:`` to the last ``@`` of the URI's line is hidden.
+    """
+    if "://" not in text:
+        return text
+    return _PASSWORD_RE.sub(r"\1***@", _QUERY_SECRET_RE.sub(r"\1***", text))
 
 
 def _fail(where: str, uri: str, reason: str) -> NoReturn:

@@ -21,6 +21,8 @@ from typing import Any
 
 import msgpack
 
+from ._ext import Extension
+from ._mapkeys import key_problem
 from ._schema import (
     _SCHEMAS,
     F32,
@@ -74,6 +76,13 @@ def default(obj: Any) -> Any:
             f"date {obj.isoformat()} is not supported: MessagePack has no date type and Go's "
             "time.Time is an instant; send an aware datetime or an ISO string"
         )
+    if cls is Extension:
+        if not 0 <= obj.code <= 127:
+            raise TypeError(
+                f"extension type {obj.code} cannot be written (MessagePack for Python writes "
+                "codes 0 to 127; a Go complex is two floats in Python)"
+            )
+        return msgpack.ExtType(obj.code, obj.data)
     if isinstance(obj, int) and not isinstance(obj, bool):
         raise TypeError(
             f"integer {_short_int(obj)} is outside the 64-bit range MessagePack can carry "
@@ -211,6 +220,9 @@ class _Walker:
             seg = _key_segment(key, fields)
             try:
                 self.leaf(key)
+                problem = key_problem(key)
+                if problem is not None:
+                    raise EncodeFailure(problem)
             except (EncodeFailure, NeedsWalk) as exc:
                 failure = exc if isinstance(exc, EncodeFailure) else EncodeFailure("bad key")
                 failure.path.append(seg + " (key)")

@@ -27,6 +27,8 @@ import msgpack
 
 from . import _typed
 from ._constants import BODY_FIELD
+from ._ext import ext_hook
+from ._mapkeys import KEY_RULE, keys_come_back
 from ._schema import WALK_CLASSES
 from ._wire import EncodeFailure, NeedsWalk, default, explain, walk_pack
 from .errors import DecodeError, SerializationError
@@ -61,20 +63,47 @@ def encode_body(body: Any) -> bytes | None:
     if not WALK_CLASSES or type(body) not in WALK_CLASSES:  # no float32 class: one test
         try:
             packed: bytes = packer.pack(body)
-            return packed
         except NeedsWalk:  # a float32 class met inside the body
             pass
         except Exception as exc:  # TypeError, OverflowError, ..., or from a model or property
             _local.packer = _new_packer()  # never reuse a packer that failed part-way
             raise _serialization_error(body, explain(body, _local.packer.pack), exc) from exc
+        else:
+            if _keys_come_back(body, packed):
+                return packed
+            raise _bad_key_error(body)
     try:
-        return walk_pack(body, packer.pack)
+        packed = walk_pack(body, packer.pack)
     except EncodeFailure as failure:
         _local.packer = _new_packer()
         raise _serialization_error(body, failure, failure) from None
     except Exception as exc:
         _local.packer = _new_packer()
         raise _serialization_error(body, None, exc) from exc
+    if _keys_come_back(body, packed):
+        return packed
+    raise _bad_key_error(body)
+
+
+def _keys_come_back(body: Any, packed: bytes) -> bool:
+    try:
+        return keys_come_back(body)
+    except RecursionError:  # deeper than the stack left: msgpack's C reader is the judge
+        try:
+            msgpack.unpackb(packed, strict_map_key=False, timestamp=3, ext_hook=ext_hook)
+        except TypeError:  # unhashable type: a key that does not come back
+            return False
+        except Exception:  # a timestamp beyond datetime, ...: not about keys
+            pass
+        return True
+
+
+def _bad_key_error(body: Any) -> SerializationError:
+    """A body with a map key that would not come back as a dict key (a tuple, a set...)."""
+    failure = explain(body, _new_packer().pack)
+    if failure is None:  # the walk did not find it again: say what the rule is
+        failure = EncodeFailure(f"a map key would not come back as a dict key ({KEY_RULE})")
+    return _serialization_error(body, failure, failure)
 
 
 def _serialization_error(
@@ -94,13 +123,16 @@ def decode_body(raw: bytes) -> Any:
     truncated to microseconds; one outside datetime's range (years 1 to 9999) stays a
     ``msgpack.Timestamp``, so the rest of the body is still readable. Raises
     :class:`DecodeError` (carrying ``raw``) for anything that is not exactly one valid
-    MessagePack value.
+    MessagePack value. Any other extension (Go's ``complex128`` is shamaton's -128)
+    becomes an :class:`~fluxabee.Extension` carrying its code and bytes.
     """
     try:
-        return msgpack.unpackb(raw, strict_map_key=False, timestamp=3)
+        return msgpack.unpackb(raw, strict_map_key=False, timestamp=3, ext_hook=ext_hook)
     except (OverflowError, ValueError) as exc:  # a timestamp beyond datetime, or bad bytes
         try:
-            return _keep_far_timestamps(msgpack.unpackb(raw, strict_map_key=False))
+            return _keep_far_timestamps(
+                msgpack.unpackb(raw, strict_map_key=False, ext_hook=ext_hook)
+            )
         except Exception:  # report the first error: the bytes are bad
             raise DecodeError(f"cannot decode body ({len(raw)} bytes): {exc}", raw) from exc
     except Exception as exc:  # msgpack raises many types: ExtraData, StackError, ...

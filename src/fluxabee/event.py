@@ -73,8 +73,9 @@ class Event(Generic[AckT]):
 
         A timestamp (Go's ``time.Time``) is an aware UTC ``datetime``, nanoseconds
         truncated to microseconds; one outside datetime's range (years 1 to 9999) stays a
-        ``msgpack.Timestamp``. Raises :class:`~fluxabee.DecodeError` (with ``.raw``) for
-        an undecodable entry.
+        ``msgpack.Timestamp``. Any other MessagePack extension is an
+        :class:`~fluxabee.Extension` (Go's ``complex128``: code -128). Raises
+        :class:`~fluxabee.DecodeError` (with ``.raw``) for an undecodable entry.
         """
         body = self._body
         if body is _UNSET:

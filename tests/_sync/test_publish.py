@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -66,12 +67,36 @@ def test_none_body_writes_only_meta(broker: EventBroker, rclient: redis.Redis) -
     assert rclient.xrange("test-stream")[0][1] == {b"kind": b"ping"}
 
 
+def test_a_none_body_reads_as_none_in_both_of_gos_shapes(
+    broker: EventBroker, rclient: redis.Redis
+) -> None:
+    broker.publish_now("test-stream", None, kind="python")  # Python's None: no `s`
+    rclient.xadd("test-stream", {"kind": "go-nil"})  # Go's Publish(stream, nil, meta)
+    rclient.xadd("test-stream", {"s": b"\xc0"})  # Go's Publish(stream, (*T)(nil))
+    seen: list[Any] = []
+    broker.consumer_many("test-stream").consume(10, 0, seen.extend)
+    assert [(e.body, e.raw_body) for e in seen] == [(None, None), (None, None), (None, b"\xc0")]
+
+
+def test_a_go_complex128_field_leaves_the_body_readable(
+    broker: EventBroker, rclient: redis.Redis
+) -> None:
+    go = bytes.fromhex("82a44e616d65a163a143d8803ff8000000000000c000000000000000")
+    rclient.xadd("test-stream", {"s": go})  # struct{Name string; C complex128}{"c", 1.5-2i}
+    seen: list[Any] = []
+    broker.consumer_many("test-stream").consume(10, 0, seen.extend)
+    assert seen[0].body["Name"] == "c"
+    assert seen[0].body["C"].complex == 1.5 - 2j
+
+
 def test_bad_input_raises_at_publish_and_buffers_nothing(broker: EventBroker) -> None:
     broker.publish("test-stream", "kept")
     with pytest.raises(UnknownStreamError, match="nope"):
         broker.publish("nope", "x")
     with pytest.raises(SerializationError):
         broker.publish("test-stream", object())
+    with pytest.raises(SerializationError, match="cannot be a dict key"):
+        broker.publish("test-stream", {(1, 2): "x"})  # it would never read back
     with pytest.raises(SerializationError):
         broker.publish("test-stream", None)
     with pytest.raises(SerializationError):

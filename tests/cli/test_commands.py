@@ -363,7 +363,8 @@ def test_trim_removes_only_what_every_group_acked_unless_forced(
 
     refused = run_cli("trim", "orders", "--maxlen", "1", env=env)
     assert refused.returncode == 1
-    assert "not acked yet (groups search need entries from" in refused.stderr
+    assert "not acked yet (groups search need every entry, from " in refused.stderr
+    assert "(--force removes them anyway)" in refused.stderr
     assert "nothing was removed" in refused.stderr
     safe = run_cli("trim", "orders", env=env)
     assert safe.returncode == 0, safe.stderr
@@ -401,4 +402,4 @@ def test_pending_and_claim_in_a_chosen_group(redis_url: str, tmp_path: Path) -> 
     assert claimed.returncode == 0, claimed.stderr
     assert "claimed 1 event of orders for me" in claimed.stdout
     unknown = run_cli("pending", "orders", "--group", "nobody", env=env)
-    assert unknown.returncode == 1 and "not declared for stream 'orders'" in unknown.stderr
+    assert unknown.returncode == 2 and "not declared for stream 'orders'" in unknown.stderr

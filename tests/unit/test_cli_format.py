@@ -1,10 +1,12 @@
-"""The command's pure helpers: durations, ages, masking, bodies and meta."""
+"""The command's pure helpers: durations, ages, bodies and meta."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from fluxabee.cli._format import age, jsonable, mask, parse_body, parse_duration, parse_meta
+from fluxabee.cli._format import age, jsonable, parse_body, parse_duration, parse_meta
 
 
 @pytest.mark.parametrize(
@@ -31,12 +33,6 @@ def test_ages(seconds: float | None, text: str) -> None:
     assert age(seconds) == text
 
 
-def test_passwords_are_masked() -> None:
-    assert mask("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
-    assert mask("rediss://:s3cret@host/0") == "rediss://:***@host/0"
-    assert mask("redis://host:6379/0") == "redis://host:6379/0"
-
-
 def test_bodies_and_meta() -> None:
     assert parse_body('{"a": 1}') == {"a": 1}
     assert parse_body("7") == 7
@@ -45,3 +41,9 @@ def test_bodies_and_meta() -> None:
     with pytest.raises(ValueError, match="key=value"):
         parse_meta(["novalue"])
     assert jsonable({b"k": [b"\xff", 1.5, None]}) == {"k": [{"hex": "ff"}, 1.5, None]}
+
+
+def test_non_finite_floats_become_strict_json() -> None:
+    body = {"big": float("inf"), "small": float("-inf"), "nan": [float("nan")]}
+    text = json.dumps(jsonable(body), allow_nan=False)
+    assert json.loads(text) == {"big": "Infinity", "small": "-Infinity", "nan": ["NaN"]}

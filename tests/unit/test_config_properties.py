@@ -102,7 +102,10 @@ def uris(draw: st.DrawFn) -> tuple[str, str, int]:
     return uri, uri, db
 
 
-STREAM_NAMES = st.text(min_size=1, max_size=10)
+#: Names a config accepts: no whitespace or control characters (issue 14, item 27).
+STREAM_NAMES = st.text(
+    alphabet=st.characters(blacklist_categories=("Z", "C")), min_size=1, max_size=10
+)
 
 
 @st.composite

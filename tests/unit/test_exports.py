@@ -55,3 +55,9 @@ def test_error_replies_map_to_the_tree() -> None:
 def test_importing_fluxabee_does_not_import_redis_py() -> None:
     code = "import sys, fluxabee; assert 'redis' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_module_namespace_shows_only_public_names() -> None:
+    assert dir(fluxabee) == sorted(fluxabee.__all__)
+    leftovers = {"Any", "TYPE_CHECKING", "importlib"} & set(vars(fluxabee))
+    assert not leftovers

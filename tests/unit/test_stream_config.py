@@ -151,3 +151,25 @@ def test_settings_take_part_in_equality_hashing_and_repr() -> None:
     assert hash(grouped) == hash(RedisPool(streams=[Stream("a", groups=("x", "y"))]))
     assert "streams=('a',)" in repr(plain)
     assert "Stream(name='a', groups=('x', 'y')" in repr(grouped)
+
+
+def test_a_yaml_indentation_slip_is_refused_naming_the_key() -> None:
+    text = "default:\n  redis: 127.0.0.1:6379:0\n  streams:\n    - orders\n     - payments\n"
+    with pytest.raises(ConfigError) as info:
+        Config.from_yaml(text)
+    assert str(info.value).startswith(
+        "default.streams[0]: a stream name cannot hold whitespace or control characters, "
+        "got str 'orders - payments'"
+    )
+
+
+@pytest.mark.parametrize("bad", ["a b", "a\tb", "a\nb", "a\x00b", "a\x7fb", " a", "b "])
+def test_stream_and_group_names_with_whitespace_or_control_characters_are_refused(
+    bad: str,
+) -> None:
+    with pytest.raises(ConfigError, match=r"^default\.streams\[0\]: a stream name cannot hold"):
+        Config.from_dict({"default": {"streams": [bad]}})
+    with pytest.raises(ConfigError, match=r"^default\.streams\[0\]\.groups\[1\]: a group name"):
+        Config.from_dict({"default": {"streams": [{"name": "s", "groups": ["g", bad]}]}})
+    with pytest.raises(ConfigError, match=r"^Stream\.name: a stream name cannot hold"):
+        Stream(bad)

@@ -22,22 +22,24 @@ from rich.console import Console
 
 from .. import __version__
 from .._sync.engine import Engine
+from .._uris import mask
 from ..config import Config
 from ..errors import (
     BrokerConnectionError,
     ConfigError,
     FluxabeeError,
     InvalidArgumentError,
+    UnknownGroupError,
     UnknownStreamError,
 )
-from ._format import mask, parse_duration
+from ._format import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where commands connect when nothing says otherwise (FluxaORM's default).
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Errors that mean the command line (or the config it names) is wrong: exit code 2.
-USAGE_ERRORS = (ConfigError, UnknownStreamError, InvalidArgumentError)
+USAGE_ERRORS = (ConfigError, UnknownStreamError, UnknownGroupError, InvalidArgumentError)
 
 #: Width of the output when it is not a terminal and ``$COLUMNS`` does not say.
 PIPE_WIDTH = 160

@@ -21,14 +21,20 @@ from rich.text import Text
 from .._localserver import LocalServer
 from .._protocol import id_ms
 from .._sync.engine import Engine
-from ..errors import DecodeError, InvalidArgumentError, LocalServerError
+from .._uris import mask
+from ..errors import (
+    DecodeError,
+    InvalidArgumentError,
+    LocalServerError,
+    SerializationError,
+    TrimRefusedError,
+)
 from ..event import Event
 from ._app import DURATION, CommandError, Target, cli, engine_for, err, out, target_options
 from ._format import (
     age,
     body_text,
     jsonable,
-    mask,
     meta_text,
     parse_body,
     parse_meta,
@@ -100,16 +106,26 @@ def server(port: int | None, binary: str | None) -> int:
 # -- publish -----------------------------------------------------------------------------
 
 
-def _read_bodies(handle: IO[str]) -> list[Any]:
+def _read_bodies(handle: IO[str]) -> list[tuple[int, Any]]:
+    """``(line number, body)`` of every non-blank line."""
     bodies = []
     for number, line in enumerate(handle, 1):
         if not line.strip():
             continue
         try:
-            bodies.append(json.loads(line))
+            bodies.append((number, json.loads(line)))
         except ValueError as exc:
             raise InvalidArgumentError(f"{handle.name} line {number}: not JSON: {exc}") from None
     return bodies
+
+
+@contextmanager
+def bad_body(where: str) -> Iterator[None]:
+    """A body the command line gave that cannot be sent is a usage error (exit code 2)."""
+    try:
+        yield
+    except SerializationError as exc:
+        raise InvalidArgumentError(f"{where}: {exc}") from None
 
 
 @cli.command()
@@ -140,16 +156,19 @@ def publish(
     with engine_for(target.config(stream)) as engine:
         broker = engine.new_context().event_broker()
         if handle is None:
-            out.print(broker.publish_now(stream, None if body is None else parse_body(body),
-                                         meta=fields))  # fmt: skip
+            with bad_body("BODY"):
+                value = None if body is None else parse_body(body)
+                entry_id = broker.publish_now(stream, value, meta=fields)
+            out.print(entry_id)
             return 0
         bodies = _read_bodies(handle)
         ids: list[str] = []
         with progress() as bar:
             task = bar.add_task(f"publishing to {stream}", total=len(bodies))
             for start in range(0, len(bodies), FILE_BATCH):
-                for item in bodies[start : start + FILE_BATCH]:
-                    broker.publish(stream, item, meta=fields)
+                for number, item in bodies[start : start + FILE_BATCH]:
+                    with bad_body(f"{handle.name} line {number}"):
+                        broker.publish(stream, item, meta=fields)
                 ids += broker.flush()
                 bar.update(task, completed=len(ids))
     span = f" ({ids[0]} .. {ids[-1]})" if ids else ""
@@ -174,7 +193,7 @@ def _body_json(event: Event[Any]) -> Any:
 
 def _entry_json(event: Event[Any]) -> str:
     row = {"id": event.id, "meta": event.meta, "body": _body_json(event)}
-    return json.dumps(row, ensure_ascii=False)
+    return json.dumps(row, ensure_ascii=False, allow_nan=False)
 
 
 @cli.command()
@@ -391,7 +410,7 @@ def dead_letters(target: Target, stream: str, count: int, replay: bool, as_json:
             }
             for letter in letters
         ]
-        out.print(json.dumps(rows, ensure_ascii=False), markup=False)
+        out.print(json.dumps(rows, ensure_ascii=False, allow_nan=False), markup=False)
         return 0
     if not letters:
         out.print(f"no dead letters in {stream}")
@@ -446,7 +465,10 @@ def trim(*, target: Target, stream: str, maxlen: int | None, minid: str | None, 
         raise click.UsageError("give --maxlen or --minid, not both")
     with engine_for(target.config(stream)) as engine:
         broker = engine.new_context().event_broker()
-        removed = broker.trim(stream, min_id=minid, max_len=maxlen, force=force)
+        try:
+            removed = broker.trim(stream, min_id=minid, max_len=maxlen, force=force)
+        except TrimRefusedError as exc:  # say it in the command's words
+            raise CommandError(str(exc).replace("force=True", "--force")) from None
         length = broker.stream_statistics(stream).length
     out.print(f"removed {plural(removed, 'entry', 'entries')} from {stream}; {length} left")
     return 0

@@ -19,6 +19,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from .._async.broker import AsyncEventBroker
 from .._async.consumer import AsyncConsumer
@@ -26,6 +27,7 @@ from .._async.engine import AsyncEngine
 from .._localserver import LocalServer
 from .._observe import Observer
 from .._policy import RetryPolicy
+from .._uris import mask
 from ..config import Config
 from ..event import AsyncEvent, Event
 from ._app import Target, cli, err, out, target_options
@@ -70,7 +72,13 @@ class _Counts(Observer):
 def _server(target: Target) -> Iterator[Config]:
     """The config: the one given, else one on a server started for the demo."""
     if target.config_file or target.redis_url:
-        yield target.config(STREAM)
+        config = target.config(STREAM)
+        origin = f"--config {target.config_file}" if target.config_file else "--redis/REDIS_URL"
+        out.print(
+            f"[bold]fluxabee demo[/bold]: using stream {STREAM} on "
+            + escape(f"{mask(config.pool_for_stream(STREAM).url)} ({origin})"),
+        )
+        yield config
         return
     with LocalServer() as local:
         found = local.binary

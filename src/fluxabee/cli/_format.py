@@ -1,9 +1,10 @@
-"""Pure helpers of the command: durations, ages, masking, bodies, statistics as tables/JSON."""
+"""Pure helpers of the command: durations, ages, bodies, statistics as tables/JSON."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from ..event import Event
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*:)[^/?#@]*@")
+_NON_FINITE = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}
 
 
 def parse_duration(text: str) -> float:
@@ -62,11 +63,6 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count} {many or word + 's'}"
 
 
-def mask(uri: str) -> str:
-    """The URI with its password replaced by ``***``."""
-    return _PASSWORD.sub(r"\1***@", uri)
-
-
 def parse_body(text: str) -> Any:
     """A body given on the command line: JSON when it parses, else the text itself."""
     try:
@@ -87,7 +83,8 @@ def parse_meta(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def jsonable(value: Any) -> Any:
-    """A decoded body made printable as JSON (bytes as text or a hex string)."""
+    """A decoded body made printable as strict JSON (bytes as text or a hex string,
+    infinities and NaN as the strings ``"Infinity"``, ``"-Infinity"``, ``"NaN"``)."""
     if isinstance(value, bytes):
         try:
             return value.decode()
@@ -97,6 +94,8 @@ def jsonable(value: Any) -> Any:
         return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE[str(value)]  # JSON has no Infinity or NaN: strings, as proto3 JSON
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)

@@ -3,8 +3,9 @@
 The handler is a function (plain or ``async def``) taking a list of events, imported from
 a module on ``sys.path`` (the current directory first, as uvicorn and arq do). SIGTERM and
 SIGINT stop every consumer after the batch in hand, which is finished and acked; the
-command then exits 0. ``--metrics-port`` serves Prometheus metrics, ``--trace`` records
-OpenTelemetry spans through the globally configured tracer provider.
+command then exits 0. A second one stops at once (exit code 130): the events in hand stay
+pending, for another consumer to claim. ``--metrics-port`` serves Prometheus metrics,
+``--trace`` records OpenTelemetry spans through the globally configured tracer provider.
 """
 
 from __future__ import annotations
@@ -97,15 +98,65 @@ def _make(broker: Any, stream: str, options: dict[str, Any]) -> Any:
     )
 
 
+#: Exit code of a worker stopped at once by a second Ctrl-C (128 + SIGINT, as shells say).
+FORCED_EXIT = 130
+
+
+class _Stopper:
+    """Ctrl-C and SIGTERM, as uvicorn and Celery take them: the first says what happens and
+    stops the consumers after the batch in hand; the second stops at once (``force``)."""
+
+    def __init__(self, stop: Callable[[], object], force: Callable[[], object]) -> None:
+        self._stop = stop
+        self._force = force
+        self.signals = 0
+
+    def __call__(self, signum: int = signal.SIGINT, frame: FrameType | None = None) -> None:
+        """Handle one stop signal."""
+        self.signals += 1
+        if self.signals == 1:
+            err.print(
+                "fluxabee worker: stopping after the batch in hand is handled and acked "
+                "(Ctrl-C again stops at once, leaving it pending)",
+                markup=False,
+            )
+            self._stop()
+        elif self.signals == 2:
+            err.print(
+                "fluxabee worker: stopping at once; the events in hand stay pending",
+                markup=False,
+            )
+            self._force()
+
+
+class _Forced(Exception):
+    """The asyncio worker was stopped at once by a second signal."""
+
+
+def _exit_now() -> None:
+    """Stop the process at once: a sync handler in a thread cannot be interrupted."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(FORCED_EXIT)
+
+
 def _run_sync(engine: Engine, handler: Any, streams: list[str], options: dict[str, Any]) -> int:
     broker = engine.new_context().event_broker()
     consumers: list[Consumer] = [_make(broker, s, options) for s in streams]
     totals = [0] * len(consumers)
     failures: list[BaseException] = []
 
-    def stop(signum: int, frame: FrameType | None) -> None:
+    def stop_all() -> None:
         for consumer in consumers:
             consumer.stop()
+
+    stopper = _Stopper(stop_all, _exit_now)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if signum:  # a signal, not a failed consumer
+            stopper(signum, frame)
+        else:
+            stop_all()
 
     def work(index: int) -> None:
         try:
@@ -141,9 +192,16 @@ async def _run_async(
     async with AsyncEngine(config, observers=observers) as engine:
         broker = engine.new_context().event_broker()
         consumers = [_make(broker, s, options) for s in streams]
+        tasks: list[asyncio.Future[int]] = []
+
+        def force() -> None:  # cancelled, run() leaves the events in hand pending
+            for task in tasks:
+                task.cancel()
+
+        stopper = _Stopper(lambda: [c.stop() for c in consumers], force)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: [c.stop() for c in consumers])
+            loop.add_signal_handler(sig, stopper, sig)
 
         async def work(consumer: Any) -> int:
             async with consumer:
@@ -151,9 +209,13 @@ async def _run_async(
                 result: int = await consumer.run(options["count"], options["block"], handler)
                 return result
 
-        tasks = [asyncio.ensure_future(work(c)) for c in consumers]
+        tasks += [asyncio.ensure_future(work(c)) for c in consumers]
         try:
             return sum(await asyncio.gather(*tasks))
+        except asyncio.CancelledError:
+            if stopper.signals < 2:
+                raise
+            raise _Forced from None  # the engine closes on the way out
         except BaseException:
             for consumer in consumers:
                 consumer.stop()
@@ -163,7 +225,7 @@ async def _run_async(
 def _started(consumer: Any) -> None:
     err.print(
         f"fluxabee worker: consuming {consumer.stream} as {consumer.name} "
-        "(SIGTERM or Ctrl-C stops after the batch in hand)",
+        "(Ctrl-C or SIGTERM stops after the batch in hand; twice, at once)",
         markup=False,
     )
 
@@ -185,7 +247,8 @@ def _started(consumer: Any) -> None:
                    "what it left pending at once. Default: a generated one.")  # fmt: skip
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics.")
 @click.option("--metrics-address", default="0.0.0.0", show_default=True,
-              help="Address of the metrics server.")  # fmt: skip
+              help="Address the metrics server listens on: every interface by default, as "
+                   "Prometheus exporters do (127.0.0.1 keeps it local).")  # fmt: skip
 @click.option("--trace", is_flag=True, help="OpenTelemetry spans (global tracer provider).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(LEVELS, case_sensitive=False))  # fmt: skip
@@ -209,7 +272,8 @@ def worker(
     """Run MODULE:HANDLER on the events of every --stream until SIGTERM or Ctrl-C.
 
     The handler takes a list of events (plain or async def). Failed events are retried
-    and dead-lettered by the retry policy; a stop finishes and acks the batch in hand.
+    and dead-lettered by the retry policy; a stop finishes and acks the batch in hand, and
+    a second Ctrl-C stops at once (exit code 130), leaving it pending.
     """
     handler = load_handler(handler_path)
     if not target.streams:
@@ -240,7 +304,10 @@ def worker(
     if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - an object with async __call__
     ):
-        total = asyncio.run(_run_async(config, observers, handler, streams, options))
+        try:
+            total = asyncio.run(_run_async(config, observers, handler, streams, options))
+        except _Forced:
+            return FORCED_EXIT
     else:
         with Engine(config, observers=observers) as engine:
             total = _run_sync(engine, handler, streams, options)
