@@ -340,7 +340,7 @@ class Retainer:
         are gone. A change is logged, naming the groups."""
         now = self._clock() if self._clock is not None else 0.0
         reply = (yield Send([groups_command(self.stream.name)], retry_safe=True))[0]
-        if _missing_key(reply):
+        if no_such_key(reply):
             others: tuple[str, ...] = ()  # no stream yet: nothing to delete either
         elif isinstance(reply, RedisReplyError):
             raise reply
