@@ -112,15 +112,15 @@ MUTANTS = [
     Mutant(
         "poison isolation is skipped",
         "_runloop.py",
-        "    if len(events) > 1:\n        isolated, failed = yield from self._isolate(failed)",
-        "    if False:\n        isolated, failed = yield from self._isolate(failed)",
+        "        if len(events) > 1:\n            isolated, failed = yield from self._isolate(failed)",
+        "        if False:\n            isolated, failed = yield from self._isolate(failed)",
         UNIT,
     ),
     Mutant(
         "consumer_single moves past a failed event",
         "_runloop.py",
-        "            still += failed[index + 1 :]  # consumer_single: the rest waits behind it\n            break",
-        "            pass",
+        "                still += failed[index + 1 :]  # consumer_single: the rest waits behind it\n                break",
+        "                pass",
         UNIT,
     ),
     Mutant(

@@ -39,7 +39,6 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from . import _runloop
 from ._actions import Flow, Hand, Lease, Send
 from ._constants import BLOCK_READ_MARGIN, CLAIM_PENDING_SCAN, MAX_REMEMBERED_ERRORS
 from ._keys import dead_letter_key
@@ -59,6 +58,7 @@ from ._protocol import (
     xreadgroup_command,
 )
 from ._retention import Retainer, for_group
+from ._runloop import CURSOR_END, RunLoop
 from ._scripts import cleanup_consumer, lock_refresh, read_single, redeliver
 from ._streamconfig import Stream
 from .codec import join_fields, split_fields
@@ -71,9 +71,6 @@ from .errors import (
 from .event import Event
 
 logger = logging.getLogger("fluxabee")
-
-#: Cursor values that end an XAUTOCLAIM scan.
-CURSOR_END = ("0-0", "0")
 
 
 def _raise_errors(replies: list[Any]) -> list[Any]:
@@ -88,20 +85,7 @@ def _with_counts(entries: list[Entry], pending_reply: Any) -> list[Entry]:
     return [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
 
 
-def log_failure(stream: str, events: list[Event[Any]], exc: BaseException) -> None:
-    """Log a handler failure with the events' IDs (the first twenty)."""
-    shown = ", ".join(e.id for e in events[:20]) + (" ..." if len(events) > 20 else "")
-    logger.error(
-        "fluxabee: handler failed on %d events of %s (ids %s): %r",
-        len(events),
-        stream,
-        shown,
-        exc,
-        exc_info=exc,
-    )
-
-
-class ConsumerMachine:
+class ConsumerMachine(RunLoop):
     """The state and rules of one consumer name in one group of one stream."""
 
     def __init__(
@@ -325,7 +309,7 @@ class ConsumerMachine:
         if gone:
             yield from self.ack(gone)
 
-    def _redeliver(self, ids: list[str]) -> Flow[list[Entry]]:
+    def redeliver(self, ids: list[str]) -> Flow[list[Entry]]:
         """Hand again exactly ``ids`` this consumer still holds, each a delivery of its own."""
         lease = self.lease
         if lease is None:
@@ -357,7 +341,7 @@ class ConsumerMachine:
 
     # -- events, acks and dead letters ---------------------------------------------------
 
-    def prepare(self, entries: list[Any]) -> Flow[list[Event[Any]]]:
+    def triage(self, entries: list[Any]) -> Flow[list[Event[Any]]]:
         """Entries (:class:`Entry`, or a new read's raw ``[id, fields]``) -> events; used up:
         each slot is freed as its event is made (far less GC work). Deleted ones and others'
         replays are acked, exceeded ones dead-lettered."""
@@ -392,7 +376,7 @@ class ConsumerMachine:
             self.errors.pop(entry_id, None)
 
     def ack_event(self, event: Event[Any]) -> Flow[None]:
-        """``event.ack()``: ack and delete now; idempotent."""
+        """``event.ack()``: ack now in the stream's ack mode (:meth:`ack`); idempotent."""
         if event.acked:
             return
         yield from self.ack([event.id])
@@ -479,7 +463,7 @@ class ConsumerMachine:
 
     def consume(self, count: int, block_ms: int) -> Flow[int]:
         """One batch: read, hand over, ack; the handler's exception propagates."""
-        events = yield from self.prepare((yield from self.read(count, block_ms)))
+        events = yield from self.triage((yield from self.read(count, block_ms)))
         if not events:
             return 0
         failure = yield from self.hand_over(events)
@@ -498,7 +482,7 @@ class ConsumerMachine:
         start, total = "0-0", 0
         while True:
             entries, cursor = yield from self.claim(count, min_idle_ms, start)
-            events = yield from self.prepare(entries)
+            events = yield from self.triage(entries)
             if events:
                 failure = yield from self.hand_over(events)
                 if failure is not None:
@@ -513,10 +497,3 @@ class ConsumerMachine:
         reply = _raise_errors((yield Send([cleanup_consumer(self.stream, self.group, self.name)])))
         self.pending_first = True
         return bool(reply[0] == 1)
-
-    # -- run (the flows live in _runloop) --------------------------------------------------
-
-    deliver = _runloop.deliver
-    claim_stale = _runloop.claim_stale
-    run = _runloop.run
-    _isolate = _runloop.isolate

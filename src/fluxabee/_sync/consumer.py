@@ -146,23 +146,29 @@ class Consumer:
         self._min_idle = min_idle
         self._closed = False
         self._stop = SyncBackend.new_flag()
-        self._lock = None
-        if lease is not None:
-            self._lock = Lock(client, lease, owner=self, registry=locks)
-            lease.on_confirm = self._lock.ensure_keeper
-        self._driver = Driver(client, self._stop, observers)
-        self._machine = self._driver.machine = ConsumerMachine(
+        driver = self._driver = Driver(client, self._stop, observers)
+        machine = self._machine = driver.machine = ConsumerMachine(
             stream=stream,
             group=group,
             name=name,
             policy=retry_policy,
-            acker=self._driver.ack_event,
+            acker=driver.ack_event,
             clock=time.monotonic,
             wall_ms=_wall_ms,
             lease=lease,
             settings=settings,
             observers=observers,
         )
+        self._lock = None
+        if lease is not None:
+            self._lock = Lock(
+                client,
+                lease,
+                owner=self,
+                registry=locks,
+                refresh=lambda: driver.drive(machine.refresh_lock()),
+            )
+            lease.on_confirm = self._lock.ensure_keeper
 
     @property
     def name(self) -> str:
