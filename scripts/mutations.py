@@ -93,7 +93,7 @@ MUTANTS = [
     Mutant(
         "a lost reply of XREADGROUP > does not make the consumer re-read its pending list",
         "_machine.py",
-        """        except BrokerConnectionError:
+        """        except BaseException:  # a lost reply: cancelled, interrupted or disconnected
             self.lost_reply()
             raise
         return raw_entries(_raise_errors([reply])[0])""",

@@ -63,7 +63,6 @@ from ._scripts import cleanup_consumer, lock_refresh, read_single, redeliver
 from ._streamconfig import Stream
 from .codec import join_fields, split_fields
 from .errors import (
-    BrokerConnectionError,
     ConsumerLockedError,
     NoGroupError,
     RedisReplyError,
@@ -196,7 +195,7 @@ class ConsumerMachine(RunLoop):
         )
         try:
             reply = (yield Send([read], timeout=block_ms / 1000 + BLOCK_READ_MARGIN))[0]
-        except BrokerConnectionError:
+        except BaseException:  # a lost reply: cancelled, interrupted or disconnected
             self.lost_reply()
             raise
         return raw_entries(_raise_errors([reply])[0])
@@ -218,7 +217,7 @@ class ConsumerMachine(RunLoop):
             sent_at = self._clock()
             try:
                 reply = _raise_errors((yield Send([call])))[0]
-            except BrokerConnectionError:
+            except BaseException:  # a lost reply: cancelled, interrupted or disconnected
                 self.lost_reply()
                 raise
             if reply[0] == 0:
@@ -272,7 +271,7 @@ class ConsumerMachine(RunLoop):
         )
         try:
             reply = _raise_errors((yield Send([command])))[0]
-        except BrokerConnectionError:
+        except BaseException:  # a lost reply: cancelled, interrupted or disconnected
             self.lost_reply()
             raise
         claimed = parse_xautoclaim(reply)
@@ -327,7 +326,7 @@ class ConsumerMachine(RunLoop):
         sent_at = self._clock()
         try:
             reply = _raise_errors((yield Send([call])))[0]
-        except BrokerConnectionError:
+        except BaseException:  # a lost reply: cancelled, interrupted or disconnected
             self.lost_reply()
             raise
         if reply[0] == 0 and lease is not None:
@@ -363,10 +362,14 @@ class ConsumerMachine(RunLoop):
                 continue
             event: Event[Any] = Event(entry_id, stream, raw, meta, acker, deliveries)
             (dead if deliveries > 1 and exceeded(deliveries) else events).append(event)
-        if gone:
-            yield from self.ack(gone)
-        if dead:
-            yield from self.dead_letter(dead, handed=[e.delivery_count - 1 for e in dead])
+        try:
+            if gone:
+                yield from self.ack(gone)
+            if dead:
+                yield from self.dead_letter(dead, handed=[e.delivery_count - 1 for e in dead])
+        except BaseException:  # the events read are ours and will not be handed over now
+            self.lost_reply()
+            raise
         return events
 
     def ack(self, ids: list[str]) -> Flow[None]:
@@ -444,7 +447,7 @@ class ConsumerMachine(RunLoop):
         try:
             failure: BaseException | None = yield Hand(events)
         except BaseException:
-            self.pending_first = True
+            self.lost_reply()  # the handler was interrupted: its events are ours, unacked
             raise
         if failure is not None:
             self.pending_first = True
@@ -452,7 +455,11 @@ class ConsumerMachine(RunLoop):
             return failure
         rest = [e.id for e in events if not e.acked]
         if rest:
-            yield from self.ack(rest)
+            try:
+                yield from self.ack(rest)
+            except BaseException:  # handled, maybe not acked: ours, to hand over again
+                self.lost_reply()
+                raise
             for event in events:
                 event.acked = True
             if self.observers:

@@ -46,7 +46,7 @@ def names(send: Send) -> list[str]:
 
 
 def events_of(m: Any, *entries: Entry) -> list[Event[Any]]:
-    """Events built by the machine's own ``prepare`` (nothing to ack or dead-letter)."""
+    """Events built by the machine's own ``triage`` (nothing to ack or dead-letter)."""
     run = drive(m.triage(list(entries)), lambda send: [])
     assert run.error is None and run.sent() == []
     return list(run.result)
