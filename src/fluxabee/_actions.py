@@ -127,10 +127,11 @@ class Lease:
         """Whether the holder may still trust the lock now."""
         return self._clock() < self.valid_until
 
-    def confirmed(self, sent_at: float) -> None:
-        """Redis confirmed the lock for a command sent at clock time ``sent_at``."""
+    def confirmed(self, sent_at: float, *, notify: bool = True) -> None:
+        """Redis confirmed the lock for a command sent at clock time ``sent_at``; ``notify``
+        calls ``on_confirm`` (not for the keeper's own refreshes)."""
         self.valid_until = sent_at + self.ttl
-        if self.on_confirm is not None:
+        if notify and self.on_confirm is not None:
             self.on_confirm()
 
     def lost(self) -> None:

@@ -21,9 +21,12 @@ The rules, each in one place:
   confirmed that XADD, so it is never in neither place. Deleted entries are acked away.
 - **Poison isolation** (``run``). A failed batch is retried at once one event at a time,
   each retry a delivery of its own (Redis counts it; ``delivery_count`` says it), so one
-  poison event cannot drag the healthy ones along. What still fails waits for the retry
-  policy's backoff: ``consumer_many`` reads new entries meanwhile, ``consumer_single``
-  waits, keeping the stream's order (the rest of the batch stays behind the failed event).
+  poison event cannot drag the healthy ones along. Only deliveries in which an event was
+  handed over alone (or in a batch that was not split: ``consume``) count toward
+  ``max_deliveries``; those in a failed batch that was split are excused. What still
+  fails waits for the retry policy's backoff: ``consumer_many`` reads new entries
+  meanwhile, ``consumer_single`` waits, keeping the stream's order (the rest of the batch
+  stays behind the failed event).
 - **A real single consumer.** ``consumer_single`` reads only through scripts that check its
   lock, and hands over only while its lease is valid on the injected clock.
 - **Outages** are waited out with capped, jittered backoff, logged once when they start and
@@ -37,7 +40,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ._actions import Flow, Hand, Lease, Send
 from ._constants import BLOCK_READ_MARGIN, CLAIM_PENDING_SCAN, MAX_REMEMBERED_ERRORS
@@ -58,7 +61,7 @@ from ._protocol import (
     xreadgroup_command,
 )
 from ._retention import Retainer, for_group
-from ._runloop import CURSOR_END, RunLoop
+from ._runloop import CURSOR_END, RunLoop, counted
 from ._scripts import cleanup_consumer, lock_refresh, read_single, redeliver
 from ._streamconfig import Stream
 from .codec import join_fields, split_fields
@@ -70,6 +73,7 @@ from .errors import (
 from .event import Event
 
 logger = logging.getLogger("fluxabee")
+T = TypeVar("T")
 
 
 def _raise_errors(replies: list[Any]) -> list[Any]:
@@ -121,6 +125,11 @@ class ConsumerMachine(RunLoop):
         self.pending_due = 0.0
         #: The last handler error of each un-acked event, for its dead letter.
         self.errors: dict[str, str] = {}
+        #: Events whose failure was logged with its traceback (once per event).
+        self.traced: dict[str, None] = {}
+        #: Per un-acked event, its deliveries in a batch that failed and was split: they do
+        #: not count toward ``max_deliveries`` (a neighbour may have failed it).
+        self.excused: dict[str, int] = {}
         #: The stream's groups, retention and caps; its ack mode and trim schedule.
         self.settings = settings or Stream(stream)
         self.retention = Retainer(self.settings)
@@ -131,6 +140,18 @@ class ConsumerMachine(RunLoop):
         """After an outage or a vanished group: recreate the group, re-read own pending."""
         self.group_ready = False
         self.pending_first = True
+
+    def unless_vanished(self, flow: Flow[T], instead: T) -> Flow[T]:
+        """Run ``flow``; when the stream or group vanished (NOGROUP or UNBLOCKED, also from
+        inside a script: a DEL, a FLUSHALL, a failover to an empty replica), what the group
+        held is gone: recreate it before the next read and return ``instead``. The one
+        handling of a missing group, used by every flow (read, locked read, claim,
+        redelivery, ack, dead-letter, trim)."""
+        try:
+            return (yield from flow)
+        except NoGroupError:
+            self.reset()
+            return instead
 
     def lost_reply(self) -> None:
         """A read that delivers lost its reply: its entries may be ours, unseen. Re-read own
@@ -168,13 +189,11 @@ class ConsumerMachine(RunLoop):
     def read(self, count: int, block_ms: int) -> Flow[list[Any]]:
         """Own pending entries first, then new ones (raw items), waiting up to ``block_ms``."""
         yield from self.ensure_group()
-        try:
-            return (yield from self._read_once(count, block_ms))
-        except NoGroupError:
-            # The stream or group vanished (DEL, FLUSHALL, failover): recreate, read again.
-            self.reset()
+        entries = yield from self.unless_vanished(self._read_once(count, block_ms), None)
+        if entries is None:  # recreated: read again (a second NOGROUP propagates)
             yield from self.ensure_group()
             return (yield from self._read_once(count, block_ms))
+        return entries
 
     def _read_once(self, count: int, block_ms: int) -> Flow[list[Any]]:
         if self.lease is not None:
@@ -251,8 +270,11 @@ class ConsumerMachine(RunLoop):
             f"(its lock expires in {pttl} ms unless refreshed)"
         )
 
-    def refresh_lock(self) -> Flow[None]:
-        """Take or extend the lock now; :class:`ConsumerLockedError` when another has it."""
+    def refresh_lock(self, *, keeper: bool = False) -> Flow[None]:
+        """Take or extend the lock now; :class:`ConsumerLockedError` when another has it.
+
+        ``keeper``: the background keeper's refresh, which must not start a keeper itself
+        (a refresh answered after ``release()`` would otherwise restart refreshing)."""
         lease = self.lease
         if lease is None:
             return
@@ -261,11 +283,17 @@ class ConsumerMachine(RunLoop):
         reply = _raise_errors((yield Send([call])))[0]
         if reply != 1:
             self._lock_lost(lease, -int(reply))
-        lease.confirmed(sent_at)
+        lease.confirmed(sent_at, notify=not keeper)
 
     def claim(self, count: int, min_idle_ms: int, start: str) -> Flow[tuple[list[Entry], str]]:
-        """One XAUTOCLAIM round: claimed entries (with delivery counts) and the next cursor."""
+        """One XAUTOCLAIM round: claimed entries (with delivery counts) and the next cursor
+        (none and the end when the group vanished)."""
         yield from self.ensure_group()
+        return (
+            yield from self.unless_vanished(self._claim(count, min_idle_ms, start), ([], "0-0"))
+        )
+
+    def _claim(self, count: int, min_idle_ms: int, start: str) -> Flow[tuple[list[Entry], str]]:
         command = xautoclaim_command(
             self.stream, self.group, self.name, min_idle_ms=min_idle_ms, start=start, count=count
         )
@@ -309,7 +337,11 @@ class ConsumerMachine(RunLoop):
             yield from self.ack(gone)
 
     def redeliver(self, ids: list[str]) -> Flow[list[Entry]]:
-        """Hand again exactly ``ids`` this consumer still holds, each a delivery of its own."""
+        """Hand again exactly ``ids`` this consumer still holds, each a delivery of its own
+        (none when the group vanished)."""
+        return (yield from self.unless_vanished(self._redeliver(ids), []))
+
+    def _redeliver(self, ids: list[str]) -> Flow[list[Entry]]:
         lease = self.lease
         if lease is None:
             call = redeliver(self.stream, self.group, self.name, ids)
@@ -348,6 +380,7 @@ class ConsumerMachine(RunLoop):
         gone: list[str] = []
         dead: list[Event[Any]] = []
         stream, acker, exceeded = self.stream, self._acker, self.policy.exceeded
+        excused = self.excused
         group, groups = self.group, self.settings.groups
         for index, item in enumerate(entries):  # the hot loop of consuming: keep it lean
             entries[index] = None
@@ -361,7 +394,8 @@ class ConsumerMachine(RunLoop):
                 gone.append(entry_id)
                 continue
             event: Event[Any] = Event(entry_id, stream, raw, meta, acker, deliveries)
-            (dead if deliveries > 1 and exceeded(deliveries) else events).append(event)
+            over = deliveries > 1 and exceeded(deliveries - excused.get(entry_id, 0))
+            (dead if over else events).append(event)
         try:
             if gone:
                 yield from self.ack(gone)
@@ -373,10 +407,13 @@ class ConsumerMachine(RunLoop):
         return events
 
     def ack(self, ids: list[str]) -> Flow[None]:
-        """Ack ``ids`` in the stream's ack mode in one round trip (idempotent: retry-safe)."""
-        yield from self.retention.ack(self.group, ids)
+        """Ack ``ids`` in the stream's ack mode in one round trip (idempotent: retry-safe);
+        a vanished group holds nothing to ack."""
+        yield from self.unless_vanished(self.retention.ack(self.group, ids), None)
         for entry_id in ids:
             self.errors.pop(entry_id, None)
+            self.traced.pop(entry_id, None)
+            self.excused.pop(entry_id, None)
 
     def ack_event(self, event: Event[Any]) -> Flow[None]:
         """``event.ack()``: ack now in the stream's ack mode (:meth:`ack`); idempotent."""
@@ -420,10 +457,10 @@ class ConsumerMachine(RunLoop):
         for event, times in zip(events, handed, strict=True):
             if event.acked:
                 logger.warning(
-                    "fluxabee: event %s of %s moved to dead letters after %d deliveries",
+                    "event %s of %s moved to dead letters after %s",
                     event.id,
                     self.stream,
-                    times,
+                    counted(times, "delivery", "deliveries"),
                 )
         failed = [r for r in replies if isinstance(r, RedisReplyError)]
         if failed:
@@ -479,7 +516,7 @@ class ConsumerMachine(RunLoop):
             if len(unacked) == 1 and self.policy.dead_letters_at_once(failure):
                 yield from self.dead_letter(unacked, handed=[unacked[0].delivery_count])
             raise failure
-        yield from self.retention.maintain(self._clock())
+        yield from self.maintain()
         return len(events)
 
     def autoclaim(self, count: int, min_idle_ms: int) -> Flow[int]:
@@ -498,6 +535,10 @@ class ConsumerMachine(RunLoop):
             if cursor in CURSOR_END:
                 return total
             start = cursor
+
+    def maintain(self) -> Flow[None]:
+        """The stream's retention step when one is due (a trim)."""
+        yield from self.unless_vanished(self.retention.maintain(self._clock()), None)
 
     def cleanup(self) -> Flow[bool]:
         """Leave the group unless holding pending entries (atomic); whether it was left."""

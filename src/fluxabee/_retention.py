@@ -342,7 +342,7 @@ class Retainer:
         try:
             result = yield from trim(self.stream, acked_guard=self.xackdel)
         except (BrokerConnectionError, RedisReplyError) as exc:
-            self.warn(now, "fluxabee: trimming %s failed: %r", self.stream.name, exc)
+            self.warn(now, "trimming %s failed: %r", self.stream.name, exc)
             return None
         self.report(result, now)
         return result
@@ -352,7 +352,7 @@ class Retainer:
         if result.over_cap is not None:
             self.warn(
                 now,
-                "fluxabee: stream %s is over its cap (%s): groups %s still need entries from %s",
+                "stream %s is over its cap (%s): groups %s still need entries from %s",
                 self.stream.name,
                 result.over_cap,
                 ", ".join(result.holders) or "-",

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ._actions import Flow, Lease, Pause
+from ._constants import MAX_REMEMBERED_ERRORS
 from ._observe import Observers
-from ._policy import RetryPolicy, reconnect_delay
+from ._policy import RetryPolicy, needs_a_human, reconnect_delay
 from ._protocol import Entry
-from ._retention import Retainer
 from .errors import BrokerConnectionError, ConsumerLockedError
 from .event import Event
 
@@ -29,16 +29,21 @@ logger = logging.getLogger("fluxabee")
 CURSOR_END = ("0-0", "0")
 
 
-def log_failure(stream: str, events: list[Event[Any]], exc: BaseException) -> None:
-    """Log a handler failure with the events' IDs (the first twenty)."""
+def counted(count: int, one: str, many: str) -> str:
+    """``1 event``, ``2 events``: a count with its noun, singular or plural."""
+    return f"{count} {one if count == 1 else many}"
+
+
+def log_batch_failure(stream: str, events: list[Event[Any]], exc: BaseException) -> None:
+    """One line for a failed batch that is split (the IDs, the first twenty); the traceback
+    comes with the event that fails alone."""
     shown = ", ".join(e.id for e in events[:20]) + (" ..." if len(events) > 20 else "")
     logger.error(
-        "fluxabee: handler failed on %d events of %s (ids %s): %r",
+        "handler failed on a batch of %d events of %s (ids %s): %r; handing each over alone",
         len(events),
         stream,
         shown,
         exc,
-        exc_info=exc,
     )
 
 
@@ -51,8 +56,11 @@ class RunLoop(ABC):
     policy: RetryPolicy
     lease: Lease | None
     observers: Observers | None
-    retention: Retainer
     pending_due: float
+    #: IDs of the events whose failure was logged with its traceback (once per event).
+    traced: dict[str, None]
+    #: Per event, its deliveries in failed batches that were split (not counted).
+    excused: dict[str, int]
     _clock: Callable[[], float]
     _rand: Callable[[], float]
 
@@ -87,8 +95,40 @@ class RunLoop(ABC):
         """Hand again exactly ``ids`` this consumer holds, each a delivery of its own."""
 
     @abstractmethod
+    def maintain(self) -> Flow[None]:
+        """The stream's retention step when one is due."""
+
+    @abstractmethod
     def dead_letter(self, events: list[Event[Any]], handed: list[int]) -> Flow[None]:
         """Move ``events`` to the dead letters."""
+
+    # -- the log -------------------------------------------------------------------------
+
+    def _log_event_failure(self, event: Event[Any], exc: BaseException) -> None:
+        """A failure of ``event`` handed over alone: with its traceback the first time,
+        one line (with the delivery count) after that."""
+        first = event.id not in self.traced
+        if first:
+            self.traced[event.id] = None
+            while len(self.traced) > MAX_REMEMBERED_ERRORS:
+                self.traced.pop(next(iter(self.traced)))
+        logger.error(
+            "handler failed on event %s of %s (delivery %d): %r",
+            event.id,
+            self.stream,
+            event.delivery_count,
+            exc,
+            exc_info=exc if first else None,
+        )
+
+    def _excuse(self, failed: list[Event[Any]]) -> None:
+        """The failed events of a batch that is split: this delivery does not count toward
+        ``max_deliveries`` (each is handed over alone next, and that one counts)."""
+        excused = self.excused
+        for event in failed:
+            excused[event.id] = excused.get(event.id, 0) + 1
+        while len(excused) > MAX_REMEMBERED_ERRORS:
+            excused.pop(next(iter(excused)))
 
     # -- the flows -----------------------------------------------------------------------
 
@@ -100,10 +140,14 @@ class RunLoop(ABC):
         failure = yield from self.hand_over(events)
         if failure is None:
             return len(events)
-        log_failure(self.stream, events, failure)
+        if len(events) > 1:
+            log_batch_failure(self.stream, events, failure)
+        else:
+            self._log_event_failure(events[0], failure)
         handled = sum(1 for e in events if e.acked)
         failed = [e for e in events if not e.acked]
         if len(events) > 1:
+            self._excuse(failed)
             isolated, failed = yield from self._isolate(failed)
             handled += isolated
         elif self.policy.dead_letters_at_once(failure):
@@ -133,7 +177,7 @@ class RunLoop(ABC):
             if failure is None:
                 handled += 1
                 continue
-            log_failure(self.stream, events, failure)
+            self._log_event_failure(events[0], failure)
             if self.policy.dead_letters_at_once(failure):
                 yield from self.dead_letter(events, handed=[events[0].delivery_count])
                 continue
@@ -168,17 +212,19 @@ class RunLoop(ABC):
                     next_claim = self._clock() + max(min_idle_ms / 2000, 0.01)
                 events = yield from self.triage((yield from self.read(count, block_ms)))
                 total += yield from self.deliver(events)
-                yield from self.retention.maintain(self._clock())
+                yield from self.maintain()
             except ConsumerLockedError:
                 assert self.lease is not None
                 yield Pause(self.lease.poll_interval)  # a hot standby
                 continue
             except BrokerConnectionError as exc:  # RedisUnavailableError too
+                if needs_a_human(exc):
+                    raise
                 attempt += 1
                 if attempt == 1:
                     outage_started = self._clock()
                     logger.warning(
-                        "fluxabee: consumer %s of %s lost Redis (%s); retrying",
+                        "consumer %s of %s lost Redis (%s); retrying",
                         self.name,
                         self.stream,
                         exc,
@@ -188,7 +234,7 @@ class RunLoop(ABC):
                 continue
             if attempt:
                 logger.warning(
-                    "fluxabee: consumer %s of %s reconnected after %.1f s",
+                    "consumer %s of %s reconnected after %.1f s",
                     self.name,
                     self.stream,
                     self._clock() - outage_started,

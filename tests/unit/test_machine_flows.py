@@ -90,8 +90,8 @@ def test_run_logs_an_outage_once_when_it_starts_and_once_when_it_ends(
     assert run.error is None
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
-        "fluxabee: consumer consumer-1 of s lost Redis (down 1); retrying",
-        "fluxabee: consumer consumer-1 of s reconnected after 0.0 s",
+        "consumer consumer-1 of s lost Redis (down 1); retrying",
+        "consumer consumer-1 of s reconnected after 0.0 s",
     ]
     assert run.pauses() == [0.1, 0.2, 0.4]
 

@@ -316,8 +316,7 @@ def test_over_cap_after_a_trim_is_warned_at_a_bounded_rate(
         assert run.result.over_cap is not None
     warned = [r.getMessage() for r in caplog.records if "over its cap" in r.getMessage()]
     assert warned == [
-        "fluxabee: stream s is over its cap (length 5 > max_len 2): "
-        "groups a still need entries from 100-1"
+        "stream s is over its cap (length 5 > max_len 2): groups a still need entries from 100-1"
     ]
 
 

@@ -22,7 +22,7 @@ from .._machine import ConsumerMachine
 from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from .._streamconfig import Stream
-from ..errors import ClosedError
+from ..errors import BrokerConnectionError, ClosedError
 from ..event import AsyncEvent
 from .client import AsyncCommands
 from .lock import AsyncLock
@@ -165,7 +165,7 @@ class AsyncConsumer:
                 lease,
                 owner=self,
                 registry=locks,
-                refresh=lambda: driver.drive(machine.refresh_lock()),
+                refresh=lambda: driver.drive(machine.refresh_lock(keeper=True)),
             )
             lease.on_confirm = self._lock.ensure_keeper
 
@@ -322,14 +322,25 @@ class AsyncConsumer:
         tb: TracebackType | None,
     ) -> None:
         """:meth:`cleanup`, then :meth:`aclose`. A cleanup failure while the block's own
-        exception propagates is logged, never put in its place."""
+        exception propagates is logged, never put in its place (at debug level when both are
+        connection failures: the block's error already says what went wrong)."""
         try:
             await self.cleanup()
-        except Exception:
+        except Exception as failure:
             if exc is None:
                 raise
+            if isinstance(failure, BrokerConnectionError) and isinstance(
+                exc, BrokerConnectionError
+            ):
+                logger.debug(
+                    "cleanup of consumer %s of %s skipped: %s",
+                    self._name,
+                    self._stream,
+                    failure,
+                )
+                return
             logger.warning(
-                "fluxabee: cleanup of consumer %s of %s failed while an exception propagated",
+                "cleanup of consumer %s of %s failed while an exception propagated",
                 self._name,
                 self._stream,
                 exc_info=True,

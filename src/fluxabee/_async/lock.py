@@ -72,7 +72,7 @@ class AsyncLock:
                 return
             try:
                 if not await self._refresh():
-                    logger.warning("fluxabee: lost the consumer_single lock %s", self.lease.key)
+                    logger.warning("lost the consumer_single lock %s", self.lease.key)
                     self._keeper = None  # a later take-over starts a new keeper
                     self._registry.discard(self)
                     return
@@ -82,7 +82,7 @@ class AsyncLock:
                 # Keep trying; the lease lapses by itself once the TTL has passed.
                 continue
             except Exception:  # never let the keeper die silently
-                logger.exception("fluxabee: refreshing lock %s failed", self.lease.key)
+                logger.exception("refreshing lock %s failed", self.lease.key)
 
     async def release(self) -> None:
         """Stop refreshing and delete the key if it is still ours.
@@ -109,4 +109,4 @@ class AsyncLock:
             try:
                 await self._client.call(lock_release(lease.key, lease.token))
             except (BrokerConnectionError, ClosedError):
-                logger.warning("fluxabee: could not release lock %s; it expires by TTL", lease.key)
+                logger.warning("could not release lock %s; it expires by TTL", lease.key)

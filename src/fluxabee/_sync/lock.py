@@ -73,7 +73,7 @@ class Lock:
                 return
             try:
                 if not self._refresh():
-                    logger.warning("fluxabee: lost the consumer_single lock %s", self.lease.key)
+                    logger.warning("lost the consumer_single lock %s", self.lease.key)
                     self._keeper = None  # a later take-over starts a new keeper
                     self._registry.discard(self)
                     return
@@ -83,7 +83,7 @@ class Lock:
                 # Keep trying; the lease lapses by itself once the TTL has passed.
                 continue
             except Exception:  # never let the keeper die silently
-                logger.exception("fluxabee: refreshing lock %s failed", self.lease.key)
+                logger.exception("refreshing lock %s failed", self.lease.key)
 
     def release(self) -> None:
         """Stop refreshing and delete the key if it is still ours.
@@ -110,4 +110,4 @@ class Lock:
             try:
                 self._client.call(lock_release(lease.key, lease.token))
             except (BrokerConnectionError, ClosedError):
-                logger.warning("fluxabee: could not release lock %s; it expires by TTL", lease.key)
+                logger.warning("could not release lock %s; it expires by TTL", lease.key)
