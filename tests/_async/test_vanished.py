@@ -15,6 +15,7 @@ from fluxabee import (
     AsyncEvent,
     BrokerAuthenticationError,
     Config,
+    PermissionDeniedError,
     RedisPool,
 )
 from tests._async.test_faults import Waker, blocked_clients
@@ -105,4 +106,25 @@ async def test_run_raises_a_wrong_password_at_once(
             pytest.fail("nothing to hand over")
 
         with pytest.raises(BrokerAuthenticationError, match="WRONGPASS"):
+            await consumer.run(10, 0.1, handler)
+
+
+async def test_run_raises_a_missing_permission_at_once(
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    server = server_factory()
+    admin = server.client()
+    try:
+        admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-xautoclaim")
+    finally:
+        admin.close()
+    url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+    config = Config(redis_pools=[RedisPool(uri=url, streams=["test-stream"])])
+    async with AsyncEngine(config) as engine:
+        consumer = engine.new_context().event_broker().consumer_many("test-stream")
+
+        def handler(events: list[AsyncEvent]) -> None:
+            pytest.fail("nothing to hand over")
+
+        with pytest.raises(PermissionDeniedError, match="NOPERM"):
             await consumer.run(10, 0.1, handler)

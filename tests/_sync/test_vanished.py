@@ -15,6 +15,7 @@ from fluxabee import (
     BrokerAuthenticationError,
     Config,
     Engine,
+    PermissionDeniedError,
     RedisPool,
     SyncEvent,
 )
@@ -106,4 +107,25 @@ def test_run_raises_a_wrong_password_at_once(
             pytest.fail("nothing to hand over")
 
         with pytest.raises(BrokerAuthenticationError, match="WRONGPASS"):
+            consumer.run(10, 0.1, handler)
+
+
+def test_run_raises_a_missing_permission_at_once(
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    server = server_factory()
+    admin = server.client()
+    try:
+        admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-xautoclaim")
+    finally:
+        admin.close()
+    url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+    config = Config(redis_pools=[RedisPool(uri=url, streams=["test-stream"])])
+    with Engine(config) as engine:
+        consumer = engine.new_context().event_broker().consumer_many("test-stream")
+
+        def handler(events: list[SyncEvent]) -> None:
+            pytest.fail("nothing to hand over")
+
+        with pytest.raises(PermissionDeniedError, match="NOPERM"):
             consumer.run(10, 0.1, handler)
