@@ -410,10 +410,12 @@ class ConsumerMachine(RunLoop):
         """Ack ``ids`` in the stream's ack mode in one round trip (idempotent: retry-safe);
         a vanished group holds nothing to ack."""
         yield from self.unless_vanished(self.retention.ack(self.group, ids), None)
-        for entry_id in ids:
-            self.errors.pop(entry_id, None)
-            self.traced.pop(entry_id, None)
-            self.excused.pop(entry_id, None)
+        errors, traced, excused = self.errors, self.traced, self.excused
+        if errors or traced or excused:  # only after failures: the hot path skips this
+            for entry_id in ids:
+                errors.pop(entry_id, None)
+                traced.pop(entry_id, None)
+                excused.pop(entry_id, None)
 
     def ack_event(self, event: Event[Any]) -> Flow[None]:
         """``event.ack()``: ack now in the stream's ack mode (:meth:`ack`); idempotent."""
