@@ -467,8 +467,8 @@ class ConsumerMachine(RunLoop):
         failed = [r for r in replies if isinstance(r, RedisReplyError)]
         if failed:
             raise type(failed[0])(
-                f"could not dead-letter {len(failed)} events of {self.stream!r} "
-                f"(they stay pending): {failed[0]}"
+                f"could not dead-letter {counted(len(failed), 'event', 'events')} of "
+                f"{self.stream!r} (failed ones stay pending): {failed[0]}"
             )
 
     def hand_over(self, events: list[Event[Any]]) -> Flow[BaseException | None]:
