@@ -93,7 +93,7 @@ MUTANTS = [
     Mutant(
         "a lost reply of XREADGROUP > does not make the consumer re-read its pending list",
         "_machine.py",
-        """        except BrokerConnectionError:
+        """        except BaseException:  # a lost reply: cancelled, interrupted or disconnected
             self.lost_reply()
             raise
         return raw_entries(_raise_errors([reply])[0])""",
@@ -112,15 +112,15 @@ MUTANTS = [
     Mutant(
         "poison isolation is skipped",
         "_runloop.py",
-        "    if len(events) > 1:\n        isolated, failed = yield from self._isolate(failed)",
-        "    if False:\n        isolated, failed = yield from self._isolate(failed)",
+        "        if len(events) > 1:\n            self._excuse(failed)\n            isolated, failed = yield from self._isolate(failed)",
+        "        if False:\n            self._excuse(failed)\n            isolated, failed = yield from self._isolate(failed)",
         UNIT,
     ),
     Mutant(
         "consumer_single moves past a failed event",
         "_runloop.py",
-        "            still += failed[index + 1 :]  # consumer_single: the rest waits behind it\n            break",
-        "            pass",
+        "                still += failed[index + 1 :]  # consumer_single: the rest waits behind it\n                break",
+        "                pass",
         UNIT,
     ),
     Mutant(
@@ -462,6 +462,81 @@ MUTANTS += [
         "    if 0 < sum(map(len, parts)) <= WRITE_CHUNK:",
         "    if 0 < sum(map(len, parts)):",
         UNIT,
+    ),
+]
+
+
+MUTANTS += [
+    # -- the consumer core (issue 14, section 9 and items 1, 8, 9, 14) -----------------------
+    Mutant(
+        "the reconnect delay is not capped",
+        "_policy.py",
+        "raw: float = min(RECONNECT_MAX_DELAY, RECONNECT_BASE_DELAY * 2.0 ** min(attempt - 1, 30))",
+        "raw: float = RECONNECT_BASE_DELAY * 2.0 ** min(attempt - 1, 30)",
+        UNIT,
+    ),
+    Mutant(
+        "own-pending-first is cleared although entries came back",
+        "_machine.py",
+        "            if entries:\n                return _with_counts(entries, replies[1])\n            self.pending_first = False",
+        "            self.pending_first = False\n            if entries:\n                return _with_counts(entries, replies[1])",
+        UNIT,
+    ),
+    Mutant(
+        "dead_letter_on in consume dead-letters the whole batch",
+        "_machine.py",
+        "yield from self.dead_letter(unacked, handed=[unacked[0].delivery_count])",
+        "yield from self.dead_letter(events, handed=[e.delivery_count for e in events])",
+        UNIT,
+    ),
+    Mutant(
+        "dead_letter_on matches exact types only",
+        "_policy.py",
+        "return bool(self.dead_letter_on) and isinstance(exc, self.dead_letter_on)",
+        "return type(exc) in self.dead_letter_on",
+        UNIT,
+    ),
+    Mutant(
+        "a lost lock does not set own-pending-first",
+        "_machine.py",
+        "        lease.lost()\n        self.pending_first = True\n        raise ConsumerLockedError(",
+        "        lease.lost()\n        raise ConsumerLockedError(",
+        UNIT,
+    ),
+    Mutant(
+        "an interrupted ack after the handler returned strands its events",
+        "_machine.py",
+        "            except BaseException:  # handled, maybe not acked: ours, to hand over again\n                self.lost_reply()",
+        "            except BaseException:  # handled, maybe not acked: ours, to hand over again\n                pass",
+        UNIT,
+    ),
+    Mutant(
+        "a claim that meets a vanished group raises",
+        "_machine.py",
+        'yield from self.unless_vanished(self._claim(count, min_idle_ms, start), ([], "0-0"))',
+        "yield from self._claim(count, min_idle_ms, start)",
+        ("tests/_async/test_vanished.py",),
+    ),
+    Mutant(
+        "errors inside scripts keep the ERR prefix",
+        "errors.py",
+        "    if inner is not None:\n        return inner.group(1)",
+        "    if False:\n        return inner.group(1)",
+        UNIT,
+    ),
+    Mutant(
+        "a split batch's failure counts toward max_deliveries",
+        "_machine.py",
+        "over = deliveries > 1 and exceeded(deliveries - excused.get(entry_id, 0))",
+        "over = deliveries > 1 and exceeded(deliveries)",
+        UNIT,
+    ),
+    Mutant(
+        "run retries a wrong password forever",
+        "_runloop.py",
+        "                if needs_a_human(exc):\n                    raise",
+        "                if False:\n                    raise",
+        ("tests/_async/test_vanished.py::test_run_raises_a_wrong_password_at_once",),
     ),
 ]
 

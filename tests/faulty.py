@@ -6,6 +6,10 @@ that contains it goes to Redis as usual, and the stream then reads Redis's reply
 command certainly ran) and throws it away, closing the connection: exactly a connection
 that died after the command was written and before its reply arrived. Every write is
 also recorded, so a test can count round trips.
+
+``raises`` replaces the connection error by another exception (a ``KeyboardInterrupt`` or a
+``CancelledError``: an interruption while the reply was on the wire); ``before=True``
+raises it instead of writing the marked command (it never reaches Redis).
 """
 
 from __future__ import annotations
@@ -19,9 +23,18 @@ from fluxabee._connparams import ConnParams
 class FaultPlan:
     """What to break, shared by the connections of one backend (thread-safe enough)."""
 
-    def __init__(self, marker: bytes | None = None, *, times: int = 1) -> None:
+    def __init__(
+        self,
+        marker: bytes | None = None,
+        *,
+        times: int = 1,
+        raises: type[BaseException] | None = None,
+        before: bool = False,
+    ) -> None:
         self.marker = marker
         self.times = times
+        self.raises = raises
+        self.before = before
         #: Every payload written, in order (a list payload joined).
         self.writes: list[bytes] = []
         #: Set once a reply was lost.
@@ -45,6 +58,13 @@ class FaultPlan:
         """How many writes contained ``marker``."""
         return sum(1 for w in self.writes if marker in w)
 
+    def failure(self) -> BaseException:
+        """What the marked command raises (and note that it fired)."""
+        self.fired.set()
+        if self.raises is not None:
+            return self.raises("fault injected: interrupted")
+        return ConnectionResetError("fault injected: the reply was lost")
+
 
 class AsyncFaultyStream:
     """An asyncio stream that loses the reply to the marked command."""
@@ -55,16 +75,17 @@ class AsyncFaultyStream:
         self._dying = False
 
     async def write(self, data: bytes | list[bytes]) -> None:
+        if self._plan.before and self._plan.written(data):
+            raise self._plan.failure()  # never written: the command did not run
         await self._inner.write(data)
-        if self._plan.written(data):
+        if not self._plan.before and self._plan.written(data):
             self._dying = True
 
     async def read(self, timeout: float | None) -> bytes:
         if self._dying:
             await self._inner.read(timeout)  # Redis answered: the command ran
             self._inner.abort()
-            self._plan.fired.set()
-            raise ConnectionResetError("fault injected: the reply was lost")
+            raise self._plan.failure()
         return await self._inner.read(timeout)
 
     async def stale(self) -> bool:
@@ -96,16 +117,17 @@ class SyncFaultyStream:
         self._dying = False
 
     def write(self, data: bytes | list[bytes]) -> None:
+        if self._plan.before and self._plan.written(data):
+            raise self._plan.failure()  # never written: the command did not run
         self._inner.write(data)
-        if self._plan.written(data):
+        if not self._plan.before and self._plan.written(data):
             self._dying = True
 
     def read(self, timeout: float | None) -> bytes:
         if self._dying:
             self._inner.read(timeout)
             self._inner.abort()
-            self._plan.fired.set()
-            raise ConnectionResetError("fault injected: the reply was lost")
+            raise self._plan.failure()
         return self._inner.read(timeout)
 
     def stale(self) -> bool:

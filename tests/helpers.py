@@ -19,6 +19,9 @@ import pytest
 class AsyncHelpers:
     """asyncio: interruption is cancellation (a timeout)."""
 
+    #: What an interruption raises where the API waits on Redis.
+    interruption: type[BaseException] = asyncio.CancelledError
+
     @staticmethod
     async def interrupted(call: Callable[[], Awaitable[Any]], seconds: float) -> None:
         """Run ``call()`` and cancel it after ``seconds`` (it must still be running)."""
@@ -76,6 +79,9 @@ class AsyncHelpers:
 
 class SyncHelpers:
     """sync: interruption is a KeyboardInterrupt (raised from SIGALRM, as Ctrl-C would)."""
+
+    #: What an interruption raises where the API waits on Redis.
+    interruption: type[BaseException] = KeyboardInterrupt
 
     @staticmethod
     def interrupted(call: Callable[[], Any], seconds: float) -> None:

@@ -2,9 +2,11 @@
 
 The core's flows (:mod:`fluxabee._machine`) are generators: each ``yield`` is one
 :class:`Send`, :class:`Hand`, :class:`Pause` or :class:`Probe`, and the shell sends back
-its result (or throws in its failure). The shell never decides anything; it moves
-bytes, calls the handler, waits and answers feature probes. This is httpcore's split
-from h11, as generators.
+its result (or throws in its failure). The shell makes no decision about events (what
+to read, retry or dead-letter, what a reply means); it moves bytes (following Cluster
+redirects, re-sending a NOSCRIPT call as EVAL and, where a :class:`Send` allows it, a
+command once on a fresh connection), calls the handler, waits and answers feature
+probes. This is httpcore's split from h11, as generators.
 """
 
 from __future__ import annotations
@@ -124,10 +126,11 @@ class Lease:
         """Whether the holder may still trust the lock now."""
         return self._clock() < self.valid_until
 
-    def confirmed(self, sent_at: float) -> None:
-        """Redis confirmed the lock for a command sent at clock time ``sent_at``."""
+    def confirmed(self, sent_at: float, *, notify: bool = True) -> None:
+        """Redis confirmed the lock for a command sent at clock time ``sent_at``; ``notify``
+        calls ``on_confirm`` (not for the keeper's own refreshes)."""
         self.valid_until = sent_at + self.ttl
-        if self.on_confirm is not None:
+        if notify and self.on_confirm is not None:
             self.on_confirm()
 
     def lost(self) -> None:

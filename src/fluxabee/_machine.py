@@ -24,9 +24,12 @@ The rules, each in one place:
   confirmed that XADD, so it is never in neither place. Deleted entries are acked away.
 - **Poison isolation** (``run``). A failed batch is retried at once one event at a time,
   each retry a delivery of its own (Redis counts it; ``delivery_count`` says it), so one
-  poison event cannot drag the healthy ones along. What still fails waits for the retry
-  policy's backoff: ``consumer_many`` reads new entries meanwhile, ``consumer_single``
-  waits, keeping the stream's order (the rest of the batch stays behind the failed event).
+  poison event cannot drag the healthy ones along. Only deliveries in which an event was
+  handed over alone (or in a batch that was not split: ``consume``) count toward
+  ``max_deliveries``; those in a failed batch that was split are excused. What still
+  fails waits for the retry policy's backoff: ``consumer_many`` reads new entries
+  meanwhile, ``consumer_single`` waits, keeping the stream's order (the rest of the batch
+  stays behind the failed event).
 - **A real single consumer.** ``consumer_single`` reads only through scripts that check its
   lock, and hands over only while its lease is valid on the injected clock.
 - **Outages** are waited out with capped, jittered backoff, logged once when they start and
@@ -40,9 +43,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from . import _runloop
 from ._actions import Flow, Hand, Lease, Send
 from ._constants import (
     BLOCK_READ_MARGIN,
@@ -67,11 +69,11 @@ from ._protocol import (
     xreadgroup_command,
 )
 from ._retention import Retainer, for_group
+from ._runloop import CURSOR_END, RunLoop, counted
 from ._scripts import cleanup_consumer, lock_refresh, read_single, redeliver
 from ._streamconfig import Stream
 from .codec import join_fields, split_fields
 from .errors import (
-    BrokerConnectionError,
     ConsumerLockedError,
     NoGroupError,
     RedisReplyError,
@@ -79,9 +81,7 @@ from .errors import (
 from .event import Event
 
 logger = logging.getLogger("fluxabee")
-
-#: Cursor values that end an XAUTOCLAIM scan.
-CURSOR_END = ("0-0", "0")
+T = TypeVar("T")
 
 
 def _raise_errors(replies: list[Any]) -> list[Any]:
@@ -96,20 +96,7 @@ def _with_counts(entries: list[Entry], pending_reply: Any) -> list[Entry]:
     return [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
 
 
-def log_failure(stream: str, events: list[Event[Any]], exc: BaseException) -> None:
-    """Log a handler failure with the events' IDs (the first twenty)."""
-    shown = ", ".join(e.id for e in events[:20]) + (" ..." if len(events) > 20 else "")
-    logger.error(
-        "fluxabee: handler failed on %d events of %s (ids %s): %r",
-        len(events),
-        stream,
-        shown,
-        exc,
-        exc_info=exc,
-    )
-
-
-class ConsumerMachine:
+class ConsumerMachine(RunLoop):
     """The state and rules of one consumer name in one group of one stream."""
 
     def __init__(
@@ -154,6 +141,11 @@ class ConsumerMachine:
         self._holder_pttl: int | None = None
         #: The last handler error of each un-acked event, for its dead letter.
         self.errors: dict[str, str] = {}
+        #: Events whose failure was logged with its traceback (once per event).
+        self.traced: dict[str, None] = {}
+        #: Per un-acked event, its deliveries in a batch that failed and was split: they do
+        #: not count toward ``max_deliveries`` (a neighbour may have failed it).
+        self.excused: dict[str, int] = {}
         #: The stream's groups, retention and caps; its ack mode and trim schedule.
         self.settings = settings or Stream(stream)
         self.retention = Retainer(self.settings, clock=clock)
@@ -164,6 +156,18 @@ class ConsumerMachine:
         """After an outage or a vanished group: recreate the group, re-read own pending."""
         self.group_ready = False
         self.pending_first = True
+
+    def unless_vanished(self, flow: Flow[T], instead: T) -> Flow[T]:
+        """Run ``flow``; when the stream or group vanished (NOGROUP or UNBLOCKED, also from
+        inside a script: a DEL, a FLUSHALL, a failover to an empty replica), what the group
+        held is gone: recreate it before the next read and return ``instead``. The one
+        handling of a missing group, used by every flow (read, locked read, claim,
+        redelivery, ack, dead-letter, trim)."""
+        try:
+            return (yield from flow)
+        except NoGroupError:
+            self.reset()
+            return instead
 
     def lost_reply(self) -> None:
         """A read that delivers lost its reply: its entries may be ours, unseen. Re-read own
@@ -201,13 +205,11 @@ class ConsumerMachine:
     def read(self, count: int, block_ms: int) -> Flow[list[Any]]:
         """Own pending entries first, then new ones (raw items), waiting up to ``block_ms``."""
         yield from self.ensure_group()
-        try:
-            return (yield from self._read_once(count, block_ms))
-        except NoGroupError:
-            # The stream or group vanished (DEL, FLUSHALL, failover): recreate, read again.
-            self.reset()
+        entries = yield from self.unless_vanished(self._read_once(count, block_ms), None)
+        if entries is None:  # recreated: read again (a second NOGROUP propagates)
             yield from self.ensure_group()
             return (yield from self._read_once(count, block_ms))
+        return entries
 
     def _read_once(self, count: int, block_ms: int) -> Flow[list[Any]]:
         now = self._clock()
@@ -231,7 +233,7 @@ class ConsumerMachine:
         )
         try:
             reply = (yield Send([read], timeout=block_ms / 1000 + BLOCK_READ_MARGIN))[0]
-        except BrokerConnectionError:
+        except BaseException:  # a lost reply: cancelled, interrupted or disconnected
             self.lost_reply()
             raise
         new = raw_entries(_raise_errors([reply])[0])
@@ -256,7 +258,7 @@ class ConsumerMachine:
             sent_at = self._clock()
             try:
                 reply = _raise_errors((yield Send([call])))[0]
-            except BrokerConnectionError:
+            except BaseException:  # a lost reply: cancelled, interrupted or disconnected
                 self.lost_reply()
                 raise
             if reply[0] == 0:
@@ -302,7 +304,7 @@ class ConsumerMachine:
         self._standing_by = True
         pttl = self._holder_pttl
         logger.info(
-            "fluxabee: consumer_single of %s (group %s) waits as a hot standby: another "
+            "consumer_single of %s (group %s) waits as a hot standby: another "
             "process holds the lock %s%s; this one tries every %.1f s and takes over once "
             "the lock is free",
             self.stream,
@@ -312,8 +314,11 @@ class ConsumerMachine:
             lease.poll_interval,
         )
 
-    def refresh_lock(self) -> Flow[None]:
-        """Take or extend the lock now; :class:`ConsumerLockedError` when another has it."""
+    def refresh_lock(self, *, keeper: bool = False) -> Flow[None]:
+        """Take or extend the lock now; :class:`ConsumerLockedError` when another has it.
+
+        ``keeper``: the background keeper's refresh, which must not start a keeper itself
+        (a refresh answered after ``release()`` would otherwise restart refreshing)."""
         lease = self.lease
         if lease is None:
             return
@@ -322,18 +327,24 @@ class ConsumerMachine:
         reply = _raise_errors((yield Send([call])))[0]
         if reply != 1:
             self._lock_lost(lease, -int(reply))
-        lease.confirmed(sent_at)
+        lease.confirmed(sent_at, notify=not keeper)
         self._standing_by = False
 
     def claim(self, count: int, min_idle_ms: int, start: str) -> Flow[tuple[list[Entry], str]]:
-        """One XAUTOCLAIM round: claimed entries (with delivery counts) and the next cursor."""
+        """One XAUTOCLAIM round: claimed entries (with delivery counts) and the next cursor
+        (none and the end when the group vanished)."""
         yield from self.ensure_group()
+        return (
+            yield from self.unless_vanished(self._claim(count, min_idle_ms, start), ([], "0-0"))
+        )
+
+    def _claim(self, count: int, min_idle_ms: int, start: str) -> Flow[tuple[list[Entry], str]]:
         command = xautoclaim_command(
             self.stream, self.group, self.name, min_idle_ms=min_idle_ms, start=start, count=count
         )
         try:
             reply = _raise_errors((yield Send([command])))[0]
-        except BrokerConnectionError:
+        except BaseException:  # a lost reply: cancelled, interrupted or disconnected
             self.lost_reply()
             raise
         claimed = parse_xautoclaim(reply)
@@ -370,8 +381,12 @@ class ConsumerMachine:
         if gone:
             yield from self.ack(gone)
 
+    def redeliver(self, ids: list[str]) -> Flow[list[Entry]]:
+        """Hand again exactly ``ids`` this consumer still holds, each a delivery of its own
+        (none when the group vanished)."""
+        return (yield from self.unless_vanished(self._redeliver(ids), []))
+
     def _redeliver(self, ids: list[str]) -> Flow[list[Entry]]:
-        """Hand again exactly ``ids`` this consumer still holds, each a delivery of its own."""
         lease = self.lease
         if lease is None:
             call = redeliver(self.stream, self.group, self.name, ids)
@@ -388,7 +403,7 @@ class ConsumerMachine:
         sent_at = self._clock()
         try:
             reply = _raise_errors((yield Send([call])))[0]
-        except BrokerConnectionError:
+        except BaseException:  # a lost reply: cancelled, interrupted or disconnected
             self.lost_reply()
             raise
         if reply[0] == 0 and lease is not None:
@@ -402,7 +417,7 @@ class ConsumerMachine:
 
     # -- events, acks and dead letters ---------------------------------------------------
 
-    def prepare(self, entries: list[Any]) -> Flow[list[Event[Any]]]:
+    def triage(self, entries: list[Any]) -> Flow[list[Event[Any]]]:
         """Entries (:class:`Entry`, or a new read's raw ``[id, fields]``) -> events; used up:
         each slot is freed as its event is made (far less GC work). Deleted ones and others'
         replays are acked, exceeded ones dead-lettered."""
@@ -410,6 +425,7 @@ class ConsumerMachine:
         gone: list[str] = []
         dead: list[Event[Any]] = []
         stream, acker, exceeded = self.stream, self._acker, self.policy.exceeded
+        excused = self.excused
         group, groups = self.group, self.settings.groups
         for index, item in enumerate(entries):  # the hot loop of consuming: keep it lean
             entries[index] = None
@@ -423,21 +439,31 @@ class ConsumerMachine:
                 gone.append(entry_id)
                 continue
             event: Event[Any] = Event(entry_id, stream, raw, meta, acker, deliveries)
-            (dead if deliveries > 1 and exceeded(deliveries) else events).append(event)
-        if gone:
-            yield from self.ack(gone)
-        if dead:
-            yield from self.dead_letter(dead, handed=[e.delivery_count - 1 for e in dead])
+            over = deliveries > 1 and exceeded(deliveries - excused.get(entry_id, 0))
+            (dead if over else events).append(event)
+        try:
+            if gone:
+                yield from self.ack(gone)
+            if dead:
+                yield from self.dead_letter(dead, handed=[e.delivery_count - 1 for e in dead])
+        except BaseException:  # the events read are ours and will not be handed over now
+            self.lost_reply()
+            raise
         return events
 
     def ack(self, ids: list[str]) -> Flow[None]:
-        """Ack ``ids`` in the stream's ack mode in one round trip (idempotent: retry-safe)."""
-        yield from self.retention.ack(self.group, ids)
-        for entry_id in ids:
-            self.errors.pop(entry_id, None)
+        """Ack ``ids`` in the stream's ack mode in one round trip (idempotent: retry-safe);
+        a vanished group holds nothing to ack."""
+        yield from self.unless_vanished(self.retention.ack(self.group, ids), None)
+        errors, traced, excused = self.errors, self.traced, self.excused
+        if errors or traced or excused:  # only after failures: the hot path skips this
+            for entry_id in ids:
+                errors.pop(entry_id, None)
+                traced.pop(entry_id, None)
+                excused.pop(entry_id, None)
 
     def ack_event(self, event: Event[Any]) -> Flow[None]:
-        """``event.ack()``: ack and delete now; idempotent."""
+        """``event.ack()``: ack now in the stream's ack mode (:meth:`ack`); idempotent."""
         if event.acked:
             return
         yield from self.ack([event.id])
@@ -478,16 +504,16 @@ class ConsumerMachine:
         for event, times in zip(events, handed, strict=True):
             if event.acked:
                 logger.warning(
-                    "fluxabee: event %s of %s moved to dead letters after %d deliveries",
+                    "event %s of %s moved to dead letters after %s",
                     event.id,
                     self.stream,
-                    times,
+                    counted(times, "delivery", "deliveries"),
                 )
         failed = [r for r in replies if isinstance(r, RedisReplyError)]
         if failed:
             raise type(failed[0])(
-                f"could not dead-letter {len(failed)} events of {self.stream!r} "
-                f"(they stay pending): {failed[0]}"
+                f"could not dead-letter {counted(len(failed), 'event', 'events')} of "
+                f"{self.stream!r} (failed ones stay pending): {failed[0]}"
             )
 
     def hand_over(self, events: list[Event[Any]]) -> Flow[BaseException | None]:
@@ -505,7 +531,7 @@ class ConsumerMachine:
         try:
             failure: BaseException | None = yield Hand(events)
         except BaseException:
-            self.pending_first = True
+            self.lost_reply()  # the handler was interrupted: its events are ours, unacked
             raise
         if failure is not None:
             self.pending_first = True
@@ -513,7 +539,11 @@ class ConsumerMachine:
             return failure
         rest = [e.id for e in events if not e.acked]
         if rest:
-            yield from self.ack(rest)
+            try:
+                yield from self.ack(rest)
+            except BaseException:  # handled, maybe not acked: ours, to hand over again
+                self.lost_reply()
+                raise
             for event in events:
                 event.acked = True
             if self.observers:
@@ -524,7 +554,7 @@ class ConsumerMachine:
 
     def consume(self, count: int, block_ms: int) -> Flow[int]:
         """One batch: read, hand over, ack; the handler's exception propagates."""
-        events = yield from self.prepare((yield from self.read(count, block_ms)))
+        events = yield from self.triage((yield from self.read(count, block_ms)))
         if not events:
             return 0
         failure = yield from self.hand_over(events)
@@ -533,7 +563,7 @@ class ConsumerMachine:
             if len(unacked) == 1 and self.policy.dead_letters_at_once(failure):
                 yield from self.dead_letter(unacked, handed=[unacked[0].delivery_count])
             raise failure
-        yield from self.retention.maintain(self._clock())
+        yield from self.maintain()
         return len(events)
 
     def autoclaim(self, count: int, min_idle_ms: int) -> Flow[int]:
@@ -543,7 +573,7 @@ class ConsumerMachine:
         start, total = "0-0", 0
         while True:
             entries, cursor = yield from self.claim(count, min_idle_ms, start)
-            events = yield from self.prepare(entries)
+            events = yield from self.triage(entries)
             if events:
                 failure = yield from self.hand_over(events)
                 if failure is not None:
@@ -553,15 +583,12 @@ class ConsumerMachine:
                 return total
             start = cursor
 
+    def maintain(self) -> Flow[None]:
+        """The stream's retention step when one is due (a trim)."""
+        yield from self.unless_vanished(self.retention.maintain(self._clock()), None)
+
     def cleanup(self) -> Flow[bool]:
         """Leave the group unless holding pending entries (atomic); whether it was left."""
         reply = _raise_errors((yield Send([cleanup_consumer(self.stream, self.group, self.name)])))
         self.pending_first = True
         return bool(reply[0] == 1)
-
-    # -- run (the flows live in _runloop) --------------------------------------------------
-
-    deliver = _runloop.deliver
-    claim_stale = _runloop.claim_stale
-    run = _runloop.run
-    _isolate = _runloop.isolate

@@ -116,7 +116,7 @@ def _call(observer: Observer, name: str, *args: Any) -> None:
     try:
         getattr(observer, name)(*args)
     except Exception:
-        logger.exception("fluxabee: observer %r failed in %s", observer, name)
+        logger.exception("observer %r failed in %s", observer, name)
 
 
 class Observers:

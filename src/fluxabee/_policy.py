@@ -23,7 +23,7 @@ from ._constants import (
     RECONNECT_BASE_DELAY,
     RECONNECT_MAX_DELAY,
 )
-from .errors import InvalidArgumentError
+from .errors import BrokerAuthenticationError, InvalidArgumentError, PermissionDeniedError
 
 #: Error text kept per dead letter at most (the rest is cut).
 MAX_ERROR_TEXT = 2000
@@ -43,7 +43,10 @@ class RetryPolicy:
 
     ``max_deliveries`` (default 10): an event read for the ``max_deliveries + 1``-th time
     is moved to ``<stream>:dead`` (with its original body bytes and meta, the last error
-    and the delivery count) and acked from the source instead of being handed over.
+    and the delivery count) and acked from the source instead of being handed over. In
+    ``run()``, a delivery in a failed batch that is then split (each event handed over
+    again alone) does not count: a healthy event is not charged for a poison neighbour;
+    ``delivery_count`` still counts every delivery.
     ``backoff`` (default 1 s): the wait before a failed event is handed over again,
     doubled on each further delivery up to ``max_backoff`` (default 60 s), with jitter
     (a random 50-100 % of the delay). ``backoff`` may also be a callable
@@ -106,6 +109,13 @@ def reconnect_delay(attempt: int, rand: Callable[[], float] = random.random) -> 
     """Seconds before reconnect attempt ``attempt`` (>= 1): capped doubling, 50-100 % jitter."""
     raw: float = min(RECONNECT_MAX_DELAY, RECONNECT_BASE_DELAY * 2.0 ** min(attempt - 1, 30))
     return raw * (0.5 + 0.5 * rand())
+
+
+def needs_a_human(exc: BaseException) -> bool:
+    """Whether a failure is one that waiting will not cure: Redis refused the credentials
+    (WRONGPASS, NOAUTH) or the ACL user's permissions (NOPERM). ``run`` raises these at
+    once instead of retrying them as an outage."""
+    return isinstance(exc, (BrokerAuthenticationError, PermissionDeniedError))
 
 
 def error_text(exc: BaseException | None) -> str:

@@ -232,7 +232,7 @@ class StatisticsCollector(Collector):
             broker = self._engine.new_context().event_broker()
             all_stats = broker.streams_statistics(*self._streams)
         except Exception as exc:
-            logger.warning("fluxabee: statistics for Prometheus failed: %s", exc)
+            logger.warning("statistics for Prometheus failed: %s", exc)
             families["up"].add_metric([], 0)
             yield families["up"]
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import hiredis
@@ -59,11 +59,6 @@ def pack_command(args: Command) -> bytes:
         out.append(data)
         out.append(b"\r\n")
     return b"".join(out)
-
-
-def pack_commands(commands: Iterable[Command]) -> bytes:
-    """Pack many commands into one buffer, for one write and one round trip."""
-    return b"".join(pack_command(c) for c in commands)
 
 
 def split_packed(payload: bytes | list[bytes], count: int) -> list[bytes]:
@@ -266,12 +261,12 @@ def raw_entries(raw: Any) -> list[list[Any]]:
 
 
 class AutoclaimReply(NamedTuple):
-    """XAUTOCLAIM's reply: next cursor, claimed entries, IDs that no longer exist, and how
-    many bare nils stood for deleted entries (Redis 6.2: claimed, yet without an ID)."""
+    """XAUTOCLAIM's reply: next cursor, claimed entries, and how many bare nils stood for
+    deleted entries (Redis 6.2: claimed, yet without an ID). Redis 7's third element (IDs
+    it found deleted) is not kept: Redis already dropped them from the pending list."""
 
     cursor: str
     entries: list[Entry]
-    deleted: list[str]
     holes: int = 0
 
 
@@ -280,8 +275,7 @@ def parse_xautoclaim(raw: Any) -> AutoclaimReply:
     cursor = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
     items = raw[1] or []
     entries = parse_entries(items)
-    deleted = [d.decode() if isinstance(d, bytes) else d for d in raw[2]] if len(raw) > 2 else []
-    return AutoclaimReply(cursor, entries, deleted, len(items) - len(entries))
+    return AutoclaimReply(cursor, entries, len(items) - len(entries))
 
 
 def parse_pending_counts(raw: Any) -> dict[str, int]:

@@ -350,7 +350,7 @@ class Retainer:
         if others != self.others:
             if others:
                 logger.warning(
-                    "fluxabee: stream %s has groups its config does not declare (%s): "
+                    "stream %s has groups its config does not declare (%s): "
                     "acks no longer delete entries, trims remove what every group acked; "
                     "declare them, or XGROUP DESTROY them once they are gone for good",
                     self.stream.name,
@@ -358,7 +358,7 @@ class Retainer:
                 )
             else:
                 logger.warning(
-                    "fluxabee: stream %s has no undeclared groups any more: acks delete again",
+                    "stream %s has no undeclared groups any more: acks delete again",
                     self.stream.name,
                 )
         self.others = others
@@ -415,7 +415,7 @@ class Retainer:
         try:
             result = yield from trim(self.stream, acked_guard=self.xackdel)
         except (BrokerConnectionError, RedisReplyError) as exc:
-            self.warn(now, "fluxabee: trimming %s failed: %r", self.stream.name, exc)
+            self.warn(now, "trimming %s failed: %r", self.stream.name, exc)
             return None
         self.report(result, now)
         return result
@@ -425,7 +425,7 @@ class Retainer:
         if result.over_cap is not None:
             self.warn(
                 now,
-                "fluxabee: stream %s is over its cap (%s): groups %s still need entries from %s",
+                "stream %s is over its cap (%s): groups %s still need entries from %s",
                 self.stream.name,
                 result.over_cap,
                 ", ".join(result.holders) or "-",

@@ -77,11 +77,6 @@ def stream_id(value: object, name: str) -> str:
     return value
 
 
-def optional_seconds(value: object, name: str) -> float | None:
-    """``None``, or a duration >= 0 in seconds."""
-    return None if value is None else seconds(value, name)
-
-
 def handler(value: object, *, sync: bool) -> None:
     """A batch handler: callable, and a plain function (not ``async def``) for the sync API."""
     if not callable(value):

@@ -35,6 +35,7 @@ the cause). No name shadows a builtin (redis-py's ``ConnectionError`` is the war
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -178,9 +179,21 @@ class PartialFlushError(BrokerConnectionError):
         self.ids = ids
 
 
+#: Where Redis 6.2 puts an error raised inside a script, after its ``ERR Error running
+#: script (call to f_<sha>): @user_script:<line>:`` (Redis 7 keeps the error's own code).
+_SCRIPT_ERROR = re.compile(r"^ERR Error running script .*?@user_script:\d+: ([A-Z][A-Z_]*)(?=\s|$)")
+
+
 def _prefix(message: str) -> str:
-    """The first word of an error reply, upper-case (the only place it is parsed)."""
-    return message.split(" ", 1)[0].upper() if message else ""
+    """The code of an error reply, upper-case (the only place it is parsed): its first
+    word, or the code of the error a script met (``NOGROUP`` of Redis 6.2's ``ERR Error
+    running script ... @user_script:1: NOGROUP ...``)."""
+    if not message:
+        return ""
+    inner = _SCRIPT_ERROR.match(message)
+    if inner is not None:
+        return inner.group(1)
+    return message.split(" ", 1)[0].upper()
 
 
 class ReplicationError(FluxabeeError):
@@ -204,13 +217,14 @@ class ReplicationError(FluxabeeError):
 class RedisReplyError(FluxabeeError):
     """Redis answered a command with an error reply.
 
-    ``prefix`` is the first word of the reply (``WRONGTYPE``, ``NOGROUP``, ``ERR``...);
+    ``prefix`` is the reply's code (``WRONGTYPE``, ``NOGROUP``, ``ERR``...): its first word,
+    or, for an error raised inside a Lua script, the code of that error;
     ``command`` names the command that got it, when known (``XADD``, ``TIME``...).
     """
 
     def __init__(self, message: str, command: str = "") -> None:
         super().__init__(f"{message} (command {command})" if command else message)
-        #: The first word of Redis's error reply, upper-case.
+        #: The code of Redis's error reply (inside a script's error: that error's), upper-case.
         self.prefix = _prefix(message)
         #: The command that got the error reply (``""`` when unknown).
         self.command = command

@@ -36,9 +36,11 @@ class Event(Generic[AckT]):
 
     ``id`` and ``stream`` name the entry; ``body`` is the decoded MessagePack value
     (decoded on first access and cached); ``meta`` holds the other fields;
-    ``delivery_count`` is 1 on the first delivery. ``ack()`` acknowledges and deletes the
-    entry at once and is idempotent; events a handler leaves un-acked are acked in one
-    round trip when the handler returns.
+    ``delivery_count`` is 1 on the first delivery. ``ack()`` acknowledges the entry at
+    once and is idempotent (the entry is deleted with it when the stream has one group
+    and no ``retention: trim``; otherwise once every group acked it, by XACKDEL or a
+    trim); events a handler leaves un-acked are acked in one round trip when the handler
+    returns.
     """
 
     __slots__ = ("_acker", "_body", "acked", "delivery_count", "id", "meta", "raw_body", "stream")
@@ -112,7 +114,8 @@ class Event(Generic[AckT]):
         return self.meta.get(key, "")
 
     def ack(self) -> AckT:
-        """Acknowledge and delete this entry now (idempotent). ``await`` it under asyncio."""
+        """Acknowledge this entry now, in the stream's ack mode (idempotent; see the class
+        docstring for when it is deleted). ``await`` it under asyncio."""
         return self._acker(self)
 
     def __repr__(self) -> str:

@@ -215,15 +215,16 @@ async def test_given_a_broken_event_when_run_touches_its_body_then_it_is_dead_le
 
     assert handled == ["healthy", "after"]
     assert total == 2
-    # Batch of two, then alone (poison isolation: a delivery of its own); read a third time
-    # after the backoff it is past max_deliveries=2, so it goes to the dead letters.
-    assert deliveries == [1, 2]
+    # Batch of two (excused: the batch was split), then alone twice (poison isolation, then
+    # after the backoff): two failures alone reach max_deliveries=2; read a fourth time, it
+    # goes to the dead letters.
+    assert deliveries == [1, 2, 3]
     assert rclient.xlen("test-stream") == 0
     assert rclient.xpending("test-stream", GROUP)["pending"] == 0
 
     (letter,) = await broker.dead_letters("test-stream")
     assert "DecodeError" in letter.error
-    assert letter.deliveries == 2
+    assert letter.deliveries == 3
     assert letter.event.id == broken_id
     assert letter.event.raw_body == raw
     assert letter.event.meta == {"source": "go"}
@@ -276,5 +277,5 @@ async def test_given_a_batch_of_five_with_one_poison_when_run_then_the_four_heal
     (letter,) = await broker.dead_letters("test-stream")
     assert letter.event.id == ids[2]
     assert letter.event.body == "poison"
-    assert letter.deliveries == 2
+    assert letter.deliveries == 3  # the batch (excused), then twice alone
     assert "Poison: a poison event in the batch" in letter.error

@@ -65,7 +65,7 @@ async def test_a_group_added_by_a_newer_deploy_keeps_what_old_config_consumers_a
         assert await old_broker.consumer_many(STREAM).consume(10, 0, ignore) == 4
         assert rclient.xlen(STREAM) == 4  # ... and leaves them for audit
         assert warnings(caplog) == [
-            f"fluxabee: stream {STREAM} has groups its config does not declare (audit): acks "
+            f"stream {STREAM} has groups its config does not declare (audit): acks "
             "no longer delete entries, trims remove what every group acked; declare them, "
             "or XGROUP DESTROY them once they are gone for good"
         ]

@@ -46,8 +46,8 @@ def names(send: Send) -> list[str]:
 
 
 def events_of(m: Any, *entries: Entry) -> list[Event[Any]]:
-    """Events built by the machine's own ``prepare`` (nothing to ack or dead-letter)."""
-    run = drive(m.prepare(list(entries)), lambda send: [])
+    """Events built by the machine's own ``triage`` (nothing to ack or dead-letter)."""
+    run = drive(m.triage(list(entries)), lambda send: [])
     assert run.error is None and run.sent() == []
     return list(run.result)
 
@@ -213,7 +213,7 @@ def test_an_entry_whose_dead_letter_was_refused_is_not_acked() -> None:
 
 def test_a_deleted_entry_is_acked_away_not_handed_over() -> None:
     m = machine()
-    run = drive(m.prepare([Entry("1-0", None), Entry("2-0", [b"s", b"\xa1x"])]), lambda s: [1, 1])
+    run = drive(m.triage([Entry("1-0", None), Entry("2-0", [b"s", b"\xa1x"])]), lambda s: [1, 1])
     assert run.sent() == ["XACK+XDEL"]
     assert [e.id for e in run.result] == ["2-0"]
 
@@ -533,7 +533,7 @@ def test_a_lost_reply_of_xautoclaim_makes_the_claimer_read_its_own_pending_list(
 def test_the_max_deliveries_boundary(deliveries: int) -> None:
     m = machine(policy=RetryPolicy(max_deliveries=3))
     run = drive(
-        m.prepare([Entry("1-0", [b"s", b"\xa1a"], deliveries)]),
+        m.triage([Entry("1-0", [b"s", b"\xa1a"], deliveries)]),
         lambda send: [1, 1] if send.packed else [b"9-0"],
     )
     assert len(run.result) == (1 if deliveries == 3 else 0)

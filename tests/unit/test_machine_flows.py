@@ -92,8 +92,8 @@ def test_run_logs_an_outage_once_when_it_starts_and_once_when_it_ends(
     assert run.error is None
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
-        "fluxabee: consumer consumer-1 of s lost Redis (down 1); retrying",
-        "fluxabee: consumer consumer-1 of s reconnected after 0.0 s",
+        "consumer consumer-1 of s lost Redis (down 1); retrying",
+        "consumer consumer-1 of s reconnected after 0.0 s",
     ]
     assert run.pauses() == [0.1, 0.2, 0.4]
 
@@ -103,7 +103,7 @@ def test_a_batch_of_one_failing_with_dead_letter_on_goes_to_the_dead_letters_wit
 ):
     clock = Clock(1000.0)
     m = machine(clock=clock, policy=RetryPolicy(dead_letter_on=(Boom,)))
-    (event,) = drive(m.prepare([Entry("1-0", [b"s", b"\xa1a"], 2)]), lambda s: []).result
+    (event,) = drive(m.triage([Entry("1-0", [b"s", b"\xa1a"], 2)]), lambda s: []).result
     sends: list[Send] = []
 
     def redis(send: Send) -> list[Any]:
@@ -121,7 +121,7 @@ def test_a_batch_of_one_failing_with_dead_letter_on_goes_to_the_dead_letters_wit
 def test_a_single_failing_event_without_dead_letter_on_waits_for_its_backoff() -> None:
     clock = Clock(1000.0)
     m = machine(clock=clock, policy=RetryPolicy(backoff=1.0, max_backoff=8.0))
-    (event,) = drive(m.prepare([Entry("1-0", [b"s", b"\xa1a"], 3)]), lambda s: []).result
+    (event,) = drive(m.triage([Entry("1-0", [b"s", b"\xa1a"], 3)]), lambda s: []).result
     run = drive(m.deliver([event]), lambda s: [], handler=lambda events: Boom())
     assert run.result == 0
     assert run.sent() == []  # no isolation for a batch of one
@@ -145,7 +145,7 @@ def test_the_errors_remembered_for_dead_letters_are_bounded_oldest_first(
     monkeypatch.setattr(machine_module, "MAX_REMEMBERED_ERRORS", 2)
     m = machine()
     events = drive(
-        m.prepare([Entry(f"{i}-0", [b"s", b"\xa1a"]) for i in range(1, 4)]), lambda s: []
+        m.triage([Entry(f"{i}-0", [b"s", b"\xa1a"]) for i in range(1, 4)]), lambda s: []
     ).result
     m.remember(events[:1], Boom("one"))
     m.remember(events[1:2], Boom("two"))
@@ -338,7 +338,7 @@ def test_isolating_for_a_single_consumer_stops_at_a_lapsed_lock() -> None:
     m = machine(name=SINGLE_CONSUMER_NAME, clock=clock, lease=lease)
     lease.confirmed(clock.now)
     batch = drive(
-        m.prepare([Entry("1-0", [b"s", b"\xa1a"]), Entry("2-0", [b"s", b"\xa1b"])]), lambda s: []
+        m.triage([Entry("1-0", [b"s", b"\xa1a"]), Entry("2-0", [b"s", b"\xa1b"])]), lambda s: []
     ).result
     run = drive(m.deliver(batch), lambda send: [[0, 3000]], handler=lambda events: Boom())
     assert isinstance(run.error, ConsumerLockedError)
@@ -349,7 +349,7 @@ def test_isolating_for_a_single_consumer_stops_at_a_lapsed_lock() -> None:
 def test_an_event_no_longer_held_is_skipped_and_isolation_goes_on() -> None:
     m = machine()
     batch = drive(
-        m.prepare([Entry(f"{i}-0", [b"s", b"\xa1a"]) for i in (1, 2, 3)]), lambda s: []
+        m.triage([Entry(f"{i}-0", [b"s", b"\xa1a"]) for i in (1, 2, 3)]), lambda s: []
     ).result
 
     def redis(send: Send) -> list[Any]:
@@ -379,7 +379,7 @@ def test_the_single_consumers_backoff_counts_the_events_left_behind_the_failed_o
     lease.confirmed(clock.now)
     entries = [Entry("1-0", [b"s", b"\xa1a"], 1), Entry("2-0", [b"s", b"\xa1b"], 1),
                Entry("3-0", [b"s", b"\xa1c"], 6)]  # fmt: skip
-    batch = drive(m.prepare(entries), lambda s: []).result
+    batch = drive(m.triage(entries), lambda s: []).result
     counts = {"1-0": 1, "2-0": 1}
 
     def redis(send: Send) -> list[Any]:
@@ -424,7 +424,7 @@ def test_a_dead_letter_keeps_the_original_bytes_and_when_it_was_moved() -> None:
         return [1, 1] if send.packed else [b"9-0"]
 
     with_meta = [b"s", b"\xa5hello", b"k", b"v"]
-    drive(m.prepare([Entry("1-0", with_meta, 2)]), redis)
+    drive(m.triage([Entry("1-0", with_meta, 2)]), redis)
     xadd = sends[0].commands[0]
     fields = dict(zip(xadd[3::2], xadd[4::2], strict=True))
     assert (fields[b"s"], fields[b"k"]) == (b"\xa5hello", b"v")

@@ -330,7 +330,7 @@ def test_a_one_group_stream_looks_for_other_groups_at_its_first_ack_and_every_in
     assert retainer.mode is AckMode.XACK and retainer.others == ("audit",)
     assert retainer.due(clock.now)  # what every group acked is trimmed instead
     assert [r.getMessage() for r in caplog.records] == [
-        "fluxabee: stream s has groups its config does not declare (audit): acks no longer "
+        "stream s has groups its config does not declare (audit): acks no longer "
         "delete entries, trims remove what every group acked; declare them, or XGROUP "
         "DESTROY them once they are gone for good"
     ]
@@ -436,8 +436,7 @@ def test_over_cap_after_a_trim_is_warned_at_a_bounded_rate(
         assert run.result.over_cap is not None
     warned = [r.getMessage() for r in caplog.records if "over its cap" in r.getMessage()]
     assert warned == [
-        "fluxabee: stream s is over its cap (length 5 > max_len 2): "
-        "groups a still need entries from 100-1"
+        "stream s is over its cap (length 5 > max_len 2): groups a still need entries from 100-1"
     ]
 
 

@@ -22,7 +22,7 @@ from .._machine import ConsumerMachine
 from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from .._streamconfig import Stream
-from ..errors import ClosedError
+from ..errors import BrokerConnectionError, ClosedError
 from ..event import AsyncEvent
 from .client import AsyncCommands
 from .lock import AsyncLock
@@ -145,23 +145,29 @@ class AsyncConsumer:
         self._min_idle = min_idle
         self._closed = False
         self._stop = AsyncBackend.new_flag()
-        self._lock = None
-        if lease is not None:
-            self._lock = AsyncLock(client, lease, owner=self, registry=locks)
-            lease.on_confirm = self._lock.ensure_keeper
-        self._driver = AsyncDriver(client, self._stop, observers)
-        self._machine = self._driver.machine = ConsumerMachine(
+        driver = self._driver = AsyncDriver(client, self._stop, observers)
+        machine = self._machine = driver.machine = ConsumerMachine(
             stream=stream,
             group=group,
             name=name,
             policy=retry_policy,
-            acker=self._driver.ack_event,
+            acker=driver.ack_event,
             clock=time.monotonic,
             wall_ms=_wall_ms,
             lease=lease,
             settings=settings,
             observers=observers,
         )
+        self._lock = None
+        if lease is not None:
+            self._lock = AsyncLock(
+                client,
+                lease,
+                owner=self,
+                registry=locks,
+                refresh=lambda: driver.drive(machine.refresh_lock(keeper=True)),
+            )
+            lease.on_confirm = self._lock.ensure_keeper
 
     @property
     def name(self) -> str:
@@ -316,20 +322,31 @@ class AsyncConsumer:
         tb: TracebackType | None,
     ) -> None:
         """:meth:`cleanup`, then :meth:`aclose`. A cleanup failure while the block's own
-        exception propagates is logged, never put in its place. Leaving the block of a
-        consumer already closed (its :meth:`aclose`, or its engine's, ran inside the block)
-        does nothing: there is nothing left to clean up with."""
+        exception propagates is logged, never put in its place (at debug level when both are
+        connection failures: the block's error already says what went wrong). Leaving the
+        block of a consumer already closed (its :meth:`aclose`, or its engine's, ran inside
+        the block) does nothing: there is nothing left to clean up with."""
         if self._closed:
             return
         try:
             await self.cleanup()
         except ClosedError:
             pass  # the engine was closed inside the block: no connection to clean up with
-        except Exception:
+        except Exception as failure:
             if exc is None:
                 raise
+            if isinstance(failure, BrokerConnectionError) and isinstance(
+                exc, BrokerConnectionError
+            ):
+                logger.debug(
+                    "cleanup of consumer %s of %s skipped: %s",
+                    self._name,
+                    self._stream,
+                    failure,
+                )
+                return
             logger.warning(
-                "fluxabee: cleanup of consumer %s of %s failed while an exception propagated",
+                "cleanup of consumer %s of %s failed while an exception propagated",
                 self._name,
                 self._stream,
                 exc_info=True,

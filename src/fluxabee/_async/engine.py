@@ -68,7 +68,7 @@ class AsyncEngine:
         buffered = [b.buffered for b in list(self._clients.brokers) if b.buffered]
         if buffered:
             logger.warning(
-                "fluxabee: engine closed with %d events still buffered in %d contexts "
+                "engine closed with %d events still buffered in %d contexts "
                 "(never flushed: they are not sent)",
                 sum(buffered),
                 len(buffered),

@@ -1,22 +1,24 @@
 """The keeper of a ``consumer_single`` lock: refreshes it in the background, releases it.
 
 The lock's rules (a token in ``{stream}:lock`` with a TTL; trusted locally only until the
-last confirmation + TTL) live in :class:`fluxabee._actions.Lease` and the Lua scripts; this
-module only moves bytes: a refresh every third of the TTL while the lock is held, and a
-release on ``cleanup`` / ``close`` / the end of ``run`` / the engine's close. A holder that
-dies (even by SIGKILL) stops refreshing, so the key expires and a standby takes over.
+last confirmation + TTL) live in :class:`fluxabee._actions.Lease`, the Lua scripts and the
+machine's ``refresh_lock`` flow, which the keeper runs (one rule, also for what a lost lock
+means); this module only schedules: a refresh every third of the TTL while the lock is
+held, and a release on ``cleanup`` / ``close`` / the end of ``run`` / the engine's close.
+A holder that dies (even by SIGKILL) stops refreshing, so the key expires and a standby takes over.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .._actions import Lease
 from .._backends import AsyncBackend
-from .._scripts import lock_refresh, lock_release
-from ..errors import BrokerConnectionError, ClosedError
+from .._scripts import lock_release
+from ..errors import BrokerConnectionError, ClosedError, ConsumerLockedError
 from .client import AsyncCommands
 
 logger = logging.getLogger("fluxabee")
@@ -26,10 +28,19 @@ class AsyncLock:
     """Keeps the lease of one ``consumer_single`` object alive in the background."""
 
     def __init__(
-        self, client: AsyncCommands, lease: Lease, *, owner: object, registry: set[Any]
+        self,
+        client: AsyncCommands,
+        lease: Lease,
+        *,
+        owner: object,
+        registry: set[Any],
+        refresh: Callable[[], Any],
     ) -> None:
         self._client = client
         self.lease = lease
+        #: Runs the machine's ``refresh_lock`` flow (raises ConsumerLockedError when lost);
+        #: it must not hold the owner (the keeper notices an orphaned lock by its weakref).
+        self._refresh_lock = refresh
         #: The consumer; when it is garbage-collected the keeper releases the lock.
         self._owner = weakref.ref(owner)
         #: The engine's set of kept locks, so closing the engine releases this one.
@@ -45,14 +56,11 @@ class AsyncLock:
             self._keeper = AsyncBackend.start_background(self._keep)
 
     async def _refresh(self) -> bool:
-        lease = self.lease
-        sent_at = lease.now()
-        result = await self._client.call(lock_refresh(lease.key, lease.token, lease.ttl_ms))
-        if result == 1:
-            lease.valid_until = sent_at + lease.ttl
-            return True
-        lease.lost()
-        return False
+        try:
+            await self._refresh_lock()
+        except ConsumerLockedError:
+            return False
+        return True
 
     async def _keep(self) -> None:
         """Background: refresh every third of the TTL until released, lost or orphaned."""
@@ -64,7 +72,7 @@ class AsyncLock:
                 return
             try:
                 if not await self._refresh():
-                    logger.warning("fluxabee: lost the consumer_single lock %s", self.lease.key)
+                    logger.warning("lost the consumer_single lock %s", self.lease.key)
                     self._keeper = None  # a later take-over starts a new keeper
                     self._registry.discard(self)
                     return
@@ -74,7 +82,7 @@ class AsyncLock:
                 # Keep trying; the lease lapses by itself once the TTL has passed.
                 continue
             except Exception:  # never let the keeper die silently
-                logger.exception("fluxabee: refreshing lock %s failed", self.lease.key)
+                logger.exception("refreshing lock %s failed", self.lease.key)
 
     async def release(self) -> None:
         """Stop refreshing and delete the key if it is still ours.
@@ -101,4 +109,4 @@ class AsyncLock:
             try:
                 await self._client.call(lock_release(lease.key, lease.token))
             except (BrokerConnectionError, ClosedError):
-                logger.warning("fluxabee: could not release lock %s; it expires by TTL", lease.key)
+                logger.warning("could not release lock %s; it expires by TTL", lease.key)

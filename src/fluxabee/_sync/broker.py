@@ -147,14 +147,14 @@ class EventBroker(Inspection):
         """Send every buffered event; return the new entry IDs in publish order.
 
         One pipelined round trip per Redis node (one server, the master of a Sentinel
-        pool, or each Cluster master holding buffered streams, concurrently under asyncio);
-        order within a stream is kept (unless Redis refuses an event with an error reply
-        and accepts a later one of its stream: the refused one lands on a later flush, after
-        it). Whatever goes wrong (a dropped connection, an error
-        reply, a failover, a cancellation, a KeyboardInterrupt), every event Redis did not
-        confirm stays buffered, in order, for the next ``flush``; nothing is ever resent
-        automatically (a MOVED or ASK redirect, which means the command did not run, is
-        followed).
+        pool, or each Cluster master holding buffered streams: concurrently under asyncio,
+        one node after another in the sync API); order within a stream is kept (unless Redis
+        refuses an event with an error reply and accepts a later one of its stream: the
+        refused one lands on a later flush, after it). Whatever goes wrong (a dropped
+        connection, an error reply, a failover, a cancellation, a KeyboardInterrupt), every
+        event Redis did not confirm stays buffered, in order, for the next ``flush``; nothing
+        is ever resent automatically (a MOVED or ASK redirect, which means the command did
+        not run, is followed).
 
         - A connection failure part-way raises :class:`PartialFlushError` (a
           :class:`BrokerConnectionError`) whose ``ids`` say which events landed.

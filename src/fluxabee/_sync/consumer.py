@@ -23,7 +23,7 @@ from .._machine import ConsumerMachine
 from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from .._streamconfig import Stream
-from ..errors import ClosedError
+from ..errors import BrokerConnectionError, ClosedError
 from ..event import SyncEvent
 from .client import Commands
 from .lock import Lock
@@ -146,23 +146,29 @@ class Consumer:
         self._min_idle = min_idle
         self._closed = False
         self._stop = SyncBackend.new_flag()
-        self._lock = None
-        if lease is not None:
-            self._lock = Lock(client, lease, owner=self, registry=locks)
-            lease.on_confirm = self._lock.ensure_keeper
-        self._driver = Driver(client, self._stop, observers)
-        self._machine = self._driver.machine = ConsumerMachine(
+        driver = self._driver = Driver(client, self._stop, observers)
+        machine = self._machine = driver.machine = ConsumerMachine(
             stream=stream,
             group=group,
             name=name,
             policy=retry_policy,
-            acker=self._driver.ack_event,
+            acker=driver.ack_event,
             clock=time.monotonic,
             wall_ms=_wall_ms,
             lease=lease,
             settings=settings,
             observers=observers,
         )
+        self._lock = None
+        if lease is not None:
+            self._lock = Lock(
+                client,
+                lease,
+                owner=self,
+                registry=locks,
+                refresh=lambda: driver.drive(machine.refresh_lock(keeper=True)),
+            )
+            lease.on_confirm = self._lock.ensure_keeper
 
     @property
     def name(self) -> str:
@@ -315,20 +321,31 @@ class Consumer:
         tb: TracebackType | None,
     ) -> None:
         """:meth:`cleanup`, then :meth:`close`. A cleanup failure while the block's own
-        exception propagates is logged, never put in its place. Leaving the block of a
-        consumer already closed (its :meth:`close`, or its engine's, ran inside the block)
-        does nothing: there is nothing left to clean up with."""
+        exception propagates is logged, never put in its place (at debug level when both are
+        connection failures: the block's error already says what went wrong). Leaving the
+        block of a consumer already closed (its :meth:`close`, or its engine's, ran inside
+        the block) does nothing: there is nothing left to clean up with."""
         if self._closed:
             return
         try:
             self.cleanup()
         except ClosedError:
             pass  # the engine was closed inside the block: no connection to clean up with
-        except Exception:
+        except Exception as failure:
             if exc is None:
                 raise
+            if isinstance(failure, BrokerConnectionError) and isinstance(
+                exc, BrokerConnectionError
+            ):
+                logger.debug(
+                    "cleanup of consumer %s of %s skipped: %s",
+                    self._name,
+                    self._stream,
+                    failure,
+                )
+                return
             logger.warning(
-                "fluxabee: cleanup of consumer %s of %s failed while an exception propagated",
+                "cleanup of consumer %s of %s failed while an exception propagated",
                 self._name,
                 self._stream,
                 exc_info=True,

@@ -2,22 +2,24 @@
 """The keeper of a ``consumer_single`` lock: refreshes it in the background, releases it.
 
 The lock's rules (a token in ``{stream}:lock`` with a TTL; trusted locally only until the
-last confirmation + TTL) live in :class:`fluxabee._actions.Lease` and the Lua scripts; this
-module only moves bytes: a refresh every third of the TTL while the lock is held, and a
-release on ``cleanup`` / ``close`` / the end of ``run`` / the engine's close. A holder that
-dies (even by SIGKILL) stops refreshing, so the key expires and a standby takes over.
+last confirmation + TTL) live in :class:`fluxabee._actions.Lease`, the Lua scripts and the
+machine's ``refresh_lock`` flow, which the keeper runs (one rule, also for what a lost lock
+means); this module only schedules: a refresh every third of the TTL while the lock is
+held, and a release on ``cleanup`` / ``close`` / the end of ``run`` / the engine's close.
+A holder that dies (even by SIGKILL) stops refreshing, so the key expires and a standby takes over.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .._actions import Lease
 from .._backends import SyncBackend
-from .._scripts import lock_refresh, lock_release
-from ..errors import BrokerConnectionError, ClosedError
+from .._scripts import lock_release
+from ..errors import BrokerConnectionError, ClosedError, ConsumerLockedError
 from .client import Commands
 
 logger = logging.getLogger("fluxabee")
@@ -27,10 +29,19 @@ class Lock:
     """Keeps the lease of one ``consumer_single`` object alive in the background."""
 
     def __init__(
-        self, client: Commands, lease: Lease, *, owner: object, registry: set[Any]
+        self,
+        client: Commands,
+        lease: Lease,
+        *,
+        owner: object,
+        registry: set[Any],
+        refresh: Callable[[], Any],
     ) -> None:
         self._client = client
         self.lease = lease
+        #: Runs the machine's ``refresh_lock`` flow (raises ConsumerLockedError when lost);
+        #: it must not hold the owner (the keeper notices an orphaned lock by its weakref).
+        self._refresh_lock = refresh
         #: The consumer; when it is garbage-collected the keeper releases the lock.
         self._owner = weakref.ref(owner)
         #: The engine's set of kept locks, so closing the engine releases this one.
@@ -46,14 +57,11 @@ class Lock:
             self._keeper = SyncBackend.start_background(self._keep)
 
     def _refresh(self) -> bool:
-        lease = self.lease
-        sent_at = lease.now()
-        result = self._client.call(lock_refresh(lease.key, lease.token, lease.ttl_ms))
-        if result == 1:
-            lease.valid_until = sent_at + lease.ttl
-            return True
-        lease.lost()
-        return False
+        try:
+            self._refresh_lock()
+        except ConsumerLockedError:
+            return False
+        return True
 
     def _keep(self) -> None:
         """Background: refresh every third of the TTL until released, lost or orphaned."""
@@ -65,7 +73,7 @@ class Lock:
                 return
             try:
                 if not self._refresh():
-                    logger.warning("fluxabee: lost the consumer_single lock %s", self.lease.key)
+                    logger.warning("lost the consumer_single lock %s", self.lease.key)
                     self._keeper = None  # a later take-over starts a new keeper
                     self._registry.discard(self)
                     return
@@ -75,7 +83,7 @@ class Lock:
                 # Keep trying; the lease lapses by itself once the TTL has passed.
                 continue
             except Exception:  # never let the keeper die silently
-                logger.exception("fluxabee: refreshing lock %s failed", self.lease.key)
+                logger.exception("refreshing lock %s failed", self.lease.key)
 
     def release(self) -> None:
         """Stop refreshing and delete the key if it is still ours.
@@ -102,4 +110,4 @@ class Lock:
             try:
                 self._client.call(lock_release(lease.key, lease.token))
             except (BrokerConnectionError, ClosedError):
-                logger.warning("fluxabee: could not release lock %s; it expires by TTL", lease.key)
+                logger.warning("could not release lock %s; it expires by TTL", lease.key)
