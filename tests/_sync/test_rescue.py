@@ -119,7 +119,7 @@ def test_a_consumer_single_standby_says_once_that_it_waits_for_the_lock(
     assert (SyncHelpers.run_all(waiting, watcher))[0] == 0
     assert len(lines()) == 1, lines()
     assert lines()[0].startswith(
-        f"fluxabee: consumer_single of {STREAM} (group {GROUP}) waits as a hot standby: "
+        f"consumer_single of {STREAM} (group {GROUP}) waits as a hot standby: "
         "another process holds the lock {test-stream}:lock (it expires in "
     )
     holder.close()
