@@ -97,7 +97,7 @@ def test_a_standby_says_once_that_it_waits_for_the_lock_and_how_long_at_most(
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines
     assert lines[0] == (
-        "fluxabee: consumer_single of s (group consumer_group) waits as a hot standby: "
+        "consumer_single of s (group consumer_group) waits as a hot standby: "
         "another process holds the lock {s}:lock (it expires in 7.5 s unless refreshed); "
         "this one tries every 1.0 s and takes over once the lock is free"
     )
