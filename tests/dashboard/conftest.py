@@ -2,18 +2,20 @@
 dashboard served by uvicorn on a free loopback port, and Debian's chromium driven by
 Playwright (never a downloaded browser).
 
-``orders`` has two groups: ``billing``, where a crashed consumer holds 3 of its 6 events
-pending and a live consumer waits, and ``shipping``, a slow group that read nothing yet.
+``orders`` (over its cap of 5 entries) has two groups: ``billing``, where a crashed
+consumer holds 3 of its 6 events pending and a live consumer waits, and ``shipping``, a
+slow group that read nothing yet.
 ``emails`` has one group and two dead letters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 import redis
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from fluxabee import Config, Engine, RedisPool, RetryPolicy, Stream
 from fluxabee._keys import dead_letter_key
@@ -75,11 +79,14 @@ def serve() -> Iterator[Callable[..., Served]]:
     def start(config: Config, prefix: str = "", **options: Any) -> Served:
         app = create_app(config, refresh=1.0, **options)
         asgi: Any = app
-        if prefix:
-            from starlette.applications import Starlette  # noqa: PLC0415
-            from starlette.routing import Mount  # noqa: PLC0415
+        if prefix:  # mounted: the host's lifespan closes the dashboard, as the README says
 
-            asgi = Starlette(routes=[Mount(prefix, app=app)])
+            @contextlib.asynccontextmanager
+            async def lifespan(host: Starlette) -> AsyncIterator[None]:
+                yield
+                await app.aclose()
+
+            asgi = Starlette(routes=[Mount(prefix, app=app)], lifespan=lifespan)
         server = _Server(
             uvicorn.Config(
                 asgi, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on"
@@ -123,7 +130,10 @@ def scene(server_factory: Callable[..., RedisServer]) -> Iterator[Scene]:
             RedisPool(
                 code="default",
                 uri=uri,
-                streams=[Stream("orders", groups=("billing", "shipping")), Stream("emails")],
+                streams=[
+                    Stream("orders", groups=("billing", "shipping"), max_len=5),
+                    Stream("emails"),
+                ],
             )
         ]
     )

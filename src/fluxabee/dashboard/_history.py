@@ -17,8 +17,8 @@ from .._stats import StreamStatistics
 
 #: Seconds of history kept and charted (15 minutes).
 WINDOW = 900.0
-#: Buckets of a chart over :data:`WINDOW` (30 s each).
-BUCKETS = 30
+#: Buckets of a chart over :data:`WINDOW` (10 s each).
+BUCKETS = 90
 #: Seconds over which a lag must have grown to be flagged as growing.
 GROWING_OVER = 60.0
 #: Samples the lag must have been seen in, over :data:`GROWING_OVER`, to be called growing.

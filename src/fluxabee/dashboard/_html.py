@@ -97,9 +97,9 @@ def cell(value: object, col: str = "", cls: str = "") -> str:
     return f"<td{data}{klass}>{esc(value)}</td>"
 
 
-def _segments(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
-    parts: list[list[tuple[int, float]]] = []
-    current: list[tuple[int, float]] = []
+def _segments(values: Sequence[float | None]) -> list[list[tuple[float, float]]]:
+    parts: list[list[tuple[float, float]]] = []
+    current: list[tuple[float, float]] = []
     for index, value in enumerate(values):
         if value is None:
             if current:
@@ -126,11 +126,14 @@ def spark(
 
     def line(values: Sequence[float | None], cls: str) -> str:
         out = []
+        step = width / slots
         for segment in _segments(values):
-            part = segment if len(segment) > 1 else [segment[0], segment[0]]
+            part = segment
+            if len(segment) == 1:  # one bucket alone: a short stroke ending at its place
+                index, value = segment[0]
+                part = [(max(0.0, index - 0.8), value), (index, value)]
             points = " ".join(
-                f"{i * width / slots:.1f},{height - 2 - v / top * (height - 4):.1f}"
-                for i, v in part
+                f"{i * step:.1f},{height - 2 - v / top * (height - 4):.1f}" for i, v in part
             )
             out.append(f'<polyline class="{cls}" points="{points}"/>')
         return "".join(out)
@@ -139,13 +142,14 @@ def spark(
     last_out = next((v for v in reversed(outgoing) if v is not None), None)
     title = (
         f"in {'-' if last_in is None else f'{last_in:.1f}'}/s, "
-        f"out {'-' if last_out is None else f'{last_out:.1f}'}/s (last 30 s bucket)"
+        f"out {'-' if last_out is None else f'{last_out:.1f}'}/s (last 10 s)"
     )
     if not known:
         title = "no rate yet (needs two samples; Redis 7.0+)"
     return (
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'role="img"><title>{esc(title)}</title>'
+        f'<rect class="bg" width="{width}" height="{height}"/>'
         f"{line(incoming, 'in')}{line(outgoing, 'out')}</svg>"
     )
 

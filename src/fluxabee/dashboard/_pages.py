@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from .._constants import MANY_CONSUMER_PREFIX
+from .._constants import MANY_CONSUMER_PREFIX, SINGLE_CONSUMER_NAME
 from .._inspection import PendingEntry
 from .._stats import GroupStatistics, StreamStatistics
 from ..config import Config
@@ -208,12 +208,12 @@ def pending_section(
     )
     if read_only:
         return out
-    live = [c.name for c in group.consumers if c.idle < stale]
-    targets = "".join(f"<option>{esc(n)}</option>" for n in live)
+    live = sorted((c for c in group.consumers if c.idle < stale), key=lambda c: c.idle)
+    targets = "".join(f"<option>{esc(c.name)}</option>" for c in live)
     common = hidden("stream", stream) + hidden("group", group.name)
     to = (
-        f'<label>to consumer <input name="consumer" list="live-consumers" required '
-        f'value="{esc(live[0] if live else "")}"></label>'
+        '<label>to consumer <input name="consumer" list="live-consumers" required '
+        'placeholder="a live consumer"></label>'
         f'<datalist id="live-consumers">{targets}</datalist> '
     )
     actions = (
@@ -325,7 +325,8 @@ def dead_index(all_stats: Sequence[StreamStatistics], base: str) -> str:
 def prunable(idle: float, pending: int, name: str, threshold: float) -> bool:
     """Whether ``prune_consumers`` would remove this consumer (a preview; the server's
     script decides, atomically)."""
-    return pending == 0 and idle >= threshold and name.startswith(MANY_CONSUMER_PREFIX)
+    generated = name.startswith(MANY_CONSUMER_PREFIX) and name != SINGLE_CONSUMER_NAME
+    return pending == 0 and idle >= threshold and generated
 
 
 def consumers_page(
