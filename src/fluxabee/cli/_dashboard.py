@@ -42,7 +42,6 @@ def bind_host(host: str | None, token: str | None) -> tuple[str, str | None]:
 
 
 @cli.command("dashboard")
-@target_options
 @click.option("--host", default=None, help=f"Address to listen on (default {DEFAULT_HOST}).")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--read-only", is_flag=True, help="Show no action; refuse them (HTTP 403).")
@@ -54,6 +53,7 @@ def bind_host(host: str | None, token: str | None) -> tuple[str, str | None]:
     "default $FLUXABEE_DASHBOARD_TOKEN.",
 )
 @click.option("--refresh", type=DURATION, default=5.0, help="Sampling and refresh interval.")
+@target_options
 def dashboard(
     *,
     target: Target,
