@@ -160,9 +160,11 @@ def scene(server_factory: Callable[..., RedisServer]) -> Iterator[Scene]:
     r.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Chromium (Debian's) driven by Playwright, headless."""
+    """Chromium (Debian's) driven by Playwright, headless; per module, because Playwright's
+    sync API holds an event loop running in the main thread while it lives (so no
+    asyncio test may run meanwhile: keep async tests out of the browser modules)."""
     path = chromium()
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
