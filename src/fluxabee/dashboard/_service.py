@@ -29,6 +29,7 @@ from .._protocol import Arg, parse_entries, stream_full_command, xadd_command
 from .._retention import Retainer, id_key, parse_stream_full, plan_trim, safe_minid
 from .._stats import StreamStatistics
 from .._trim import target_id
+from .._uris import mask
 from ..config import Config
 from ..errors import NoGroupError, RedisReplyError
 from ._history import History
@@ -128,12 +129,19 @@ class Service:
             self._sampler = asyncio.get_running_loop().create_task(self._sample())
 
     async def _sample(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.every)
             try:
                 await self.snapshot(self.every / 2)
             except Exception as exc:  # a Redis outage: the pages say it; keep sampling
-                logger.warning("fluxabee dashboard: sampling failed: %s", exc)
+                if not failing:  # once per outage, not once per sample
+                    logger.warning("fluxabee dashboard: sampling failed: %s", mask(str(exc)))
+                failing = True
+            else:
+                if failing:
+                    logger.warning("fluxabee dashboard: sampling works again")
+                failing = False
 
     async def aclose(self) -> None:
         """Stop the sampler and close the connections (they reopen on the next request)."""
