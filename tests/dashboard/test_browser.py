@@ -182,6 +182,7 @@ def test_the_token_is_required_by_form_cookie_or_bearer_under_a_prefix(
     assert httpx.get(served.url + "/", headers={"authorization": "Bearer nope"}).status_code == 401
     bearer = httpx.get(served.url + "/consumers", headers={"authorization": f"Bearer {token}"})
     assert bearer.status_code == 200
+    assert bearer.headers["content-security-policy"].startswith("default-src 'self'")
     assert "consumer-crashed1" in bearer.text
     assert httpx.post(f"{served.url}/actions/prune", data={"idle": "1h"}).status_code == 401
 

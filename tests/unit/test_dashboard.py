@@ -8,6 +8,7 @@ from fluxabee._stats import build_statistics
 from fluxabee._streamconfig import Stream
 from fluxabee.cli._dashboard import bind_host, loopback
 from fluxabee.config import Config, RedisPool
+from fluxabee.dashboard._app import local_path
 from fluxabee.dashboard._auth import authorized, cookie_value, route_path
 from fluxabee.dashboard._history import History
 from fluxabee.dashboard._html import spark
@@ -125,3 +126,10 @@ def test_without_a_token_the_dashboard_listens_on_loopback_or_warns() -> None:
     assert host == "0.0.0.0" and warning is not None and "without a token" in warning
     assert bind_host("0.0.0.0", "t") == ("0.0.0.0", None)
     assert loopback("127.0.0.2") and not loopback("example.com")
+
+
+def test_the_login_form_sends_back_only_to_a_path_of_the_dashboard() -> None:
+    assert local_path("/streams/orders?group=a") == "/streams/orders?group=a"
+    for elsewhere in ("//evil.example", "/\\evil.example", "https://evil.example", "", "x"):
+        assert local_path(elsewhere) == "/"
+    assert local_path("/a\nb") == "/"

@@ -40,6 +40,12 @@ PAGE_SIZE = 50
 NEWEST = 20
 #: Header every action request must carry (a cross-site form cannot send it).
 ACTION_HEADER = "x-fluxabee-action"
+#: Headers of every page: nothing loads from elsewhere, no framing (clickjacking), no cache.
+PAGE_HEADERS = {
+    "content-security-policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "x-frame-options": "DENY",
+    "cache-control": "no-store",
+}
 _ID = re.compile(r"\d{1,20}-\d{1,20}")
 _STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 
@@ -76,6 +82,15 @@ def _duration(text: str, default: float) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+
+
+def local_path(target: str) -> str:
+    """``target`` when it is a path of this site, else ``/`` (the login form's ``next`` must
+    not send anyone elsewhere: ``//host``, ``/\\host`` and schemes are refused)."""
+    odd = "\\" in target or any(not ch.isprintable() for ch in target)
+    if not target.startswith("/") or target.startswith("//") or odd:
+        return "/"
+    return target
 
 
 def _ids(values: list[str]) -> list[str]:
@@ -133,7 +148,7 @@ def create_app(
         request: Request, title: str, body: str, active: str = "", status: int = 200
     ) -> Response:
         text = page(title, body, base=_base(request), read_only=read_only, active=active)
-        return HTMLResponse(text, status_code=status, headers={"cache-control": "no-store"})
+        return HTMLResponse(text, status_code=status, headers=PAGE_HEADERS)
 
     def guarded(title: str, active: str = "") -> Callable[[Handler], Handler]:
         def wrap(func: Handler) -> Handler:
@@ -325,10 +340,7 @@ def create_app(
             next_url = (form.get("next") or ["/"])[0]
             given = (form.get("token") or [""])[0]
             if token is None or token_matches(given, token):
-                safe = (
-                    next_url if next_url.startswith("/") and not next_url.startswith("//") else "/"
-                )
-                response = RedirectResponse(base + safe, status_code=303)
+                response = RedirectResponse(base + local_path(next_url), status_code=303)
                 if token is not None:
                     response.set_cookie(
                         COOKIE, cookie_value(token), httponly=True, samesite="strict",
@@ -340,7 +352,7 @@ def create_app(
                            request.client.host if request.client else "?")  # fmt: skip
         text = page("Sign in", pages.login(base, next_url, failed), base=base,
                     read_only=read_only, login=True)  # fmt: skip
-        return HTMLResponse(text, status_code=401 if failed else 200)
+        return HTMLResponse(text, status_code=401 if failed else 200, headers=PAGE_HEADERS)
 
     async def asset(request: Request) -> Response:
         name = request.path_params["file"]
