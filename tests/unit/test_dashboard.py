@@ -3,16 +3,20 @@ check, the HTML (escaping, masking), the CLI's choice of address."""
 
 from __future__ import annotations
 
+import pytest
+
 from fluxabee import ConsumerStatistics, GroupStatistics, StreamStatistics
 from fluxabee._stats import build_statistics
 from fluxabee._streamconfig import Stream
 from fluxabee.cli._dashboard import bind_host, loopback
 from fluxabee.config import Config, RedisPool
+from fluxabee.dashboard import create_app
 from fluxabee.dashboard._app import local_path
 from fluxabee.dashboard._auth import authorized, cookie_value, route_path
 from fluxabee.dashboard._history import History
 from fluxabee.dashboard._html import spark
-from fluxabee.dashboard._pages import overview_rows, pools, prunable
+from fluxabee.dashboard._pages import groups_section, overview_rows, pools, prunable
+from fluxabee.errors import InvalidArgumentError
 
 
 def stats(
@@ -133,3 +137,25 @@ def test_the_login_form_sends_back_only_to_a_path_of_the_dashboard() -> None:
     for elsewhere in ("//evil.example", "/\\evil.example", "https://evil.example", "", "x"):
         assert local_path(elsewhere) == "/"
     assert local_path("/a\nb") == "/"
+
+
+def test_consumers_idle_past_the_threshold_are_marked_as_likely_dead() -> None:
+    group = GroupStatistics(
+        "g", 0, 3, "0-0", 0.0, None, None,
+        (ConsumerStatistics("consumer-gone", 3, 120.0), ConsumerStatistics("consumer-up", 0, 1.0)),
+    )  # fmt: skip
+    stream = StreamStatistics("s", "default", 3, None, group, None, 0, (group,))
+    html = groups_section(stream, stale=60.0)
+    gone = html.split('data-consumer="consumer-gone"')[1].split("</tr>")[0]
+    up = html.split('data-consumer="consumer-up"')[1].split("</tr>")[0]
+    assert "likely a dead worker" in gone and "likely a dead worker" not in up
+
+
+def test_create_app_refuses_an_empty_token_or_a_bad_config() -> None:
+    config = Config(redis_pools=[RedisPool(uri="redis://127.0.0.1:1/0", streams=["s"])])
+    for bad in ({"token": ""}, {"refresh": 0.0}):
+        with pytest.raises(InvalidArgumentError):
+            create_app(config, **bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        create_app("redis://127.0.0.1")  # type: ignore[arg-type]
+    assert create_app(config, token="t", read_only=True).service.config is config
