@@ -51,6 +51,9 @@ class GroupStatistics:
     lowest_pending_age: float | None
     #: The group's consumers.
     consumers: tuple[ConsumerStatistics, ...]
+    #: Entries delivered to the group since it was created (Redis 7.0+ ``entries-read``;
+    #: ``None`` before 7.0 or when Redis cannot tell): its out rate, sampled over time.
+    entries_read: int | None = None
 
     @property
     def oldest_pending_age(self) -> float | None:
@@ -83,6 +86,9 @@ class StreamStatistics:
     #: Whether the stream is over its ``max_len`` or ``max_age`` (fluxabee removes acked
     #: entries, so this means a group lags, or holds an old entry pending).
     over_cap: bool = False
+    #: Entries ever added to the stream (Redis 7.0+ ``entries-added``; ``None`` before):
+    #: its in rate, sampled over time.
+    entries_added: int | None = None
 
 
 def _as_dict(flat: Any) -> dict[str, Any]:
@@ -181,6 +187,7 @@ def _group_statistics(
 ) -> GroupStatistics:
     g = _as_dict(raw_group)
     lag = g.get("lag")
+    read = g.get("entries-read")
     last_id = _text(g.get("last-delivered-id", b"0-0"))
     lowest = _text(pending_summary[1]) if pending_summary and pending_summary[1] else None
     consumers = tuple(
@@ -200,6 +207,7 @@ def _group_statistics(
         lowest_pending_id=lowest,
         lowest_pending_age=_age_or_none(lowest, now_ms),
         consumers=consumers,
+        entries_read=None if read is None else int(read),
     )
 
 
@@ -238,6 +246,7 @@ def build_statistics(
     )
     first_group = found[0] if found and found[0].name == stream.groups[0] else None
     ages = [g.lowest_pending_age for g in found if g.lowest_pending_age is not None]
+    added = info.get("entries-added")
     return StreamStatistics(
         name,
         pool,
@@ -248,6 +257,7 @@ def build_statistics(
         dead_letters,
         found,
         over_cap(stream, length, first_id, now_ms) is not None,
+        None if added is None else int(added),
     )
 
 

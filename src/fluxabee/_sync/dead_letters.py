@@ -4,6 +4,8 @@ letter naming the group it failed in)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from .._constants import DEAD_LETTER_PAGE
 from .._keys import dead_letter_key
 from .._policy import split_dead_letter
@@ -42,10 +44,15 @@ def read_dead_letters(client: Commands, stream: str, count: int) -> list[SyncDea
     return letters
 
 
-def replay_dead_letters(client: Commands, settings: Stream, group: str | None = None) -> int:
-    """Move the dead letters (of ``group``, or all) back to the stream (XADD first, then
-    XDEL), each for the group it failed in (:func:`~fluxabee._retention.replay_fields`);
-    how many."""
+def replay_dead_letters(
+    client: Commands,
+    settings: Stream,
+    group: str | None = None,
+    ids: Collection[str] | None = None,
+) -> int:
+    """Move the dead letters (of ``group``, or all; only the letters ``ids`` when given)
+    back to the stream (XADD first, then XDEL), each for the group it failed in
+    (:func:`~fluxabee._retention.replay_fields`); how many."""
     stream = settings.name
     key = dead_letter_key(stream)
     source = stream.encode()
@@ -59,7 +66,11 @@ def replay_dead_letters(client: Commands, settings: Stream, group: str | None = 
             return moved
         start = "(" + entries[-1].id  # the next page starts after this one (Redis 6.2+)
         letters = [(e, split_dead_letter(e.fields or [])) for e in entries]
-        chosen = [(e, p) for e, p in letters if group is None or p.group == group]
+        chosen = [
+            (e, p)
+            for e, p in letters
+            if (group is None or p.group == group) and (ids is None or e.id in ids)
+        ]
         if not chosen:
             continue
         commands = [
