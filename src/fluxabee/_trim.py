@@ -16,7 +16,7 @@ from ._constants import TRIM_WALK_BUDGET, TRIM_WALK_PAGE
 from ._protocol import stream_full_command, xtrim_minid_command
 from ._replies import no_such_key
 from ._replies import text as _text
-from ._retention import id_key, next_id, parse_stream_full, plan_trim, safe_minid
+from ._retention import StreamState, id_key, next_id, parse_stream_full, plan_trim, safe_minid
 from ._scripts import walk
 from ._streamconfig import Stream
 from .errors import RedisReplyError, TrimRefusedError
@@ -59,6 +59,25 @@ def walk_target(name: str, length: int, max_len: int) -> Flow[str | None]:
         after, position = _text(reply[1]), int(reply[2])
 
 
+def find_cut(
+    name: str, *, min_id: str | None, max_len: int | None
+) -> Flow[tuple[StreamState | None, str | None]]:
+    """The stream's state (``None``: no stream) and the ID a trim below ``min_id`` or to
+    the newest ``max_len`` entries would cut below (``None``: nothing to cut)."""
+    (info,) = yield Send([stream_full_command(name)], retry_safe=True)
+    if isinstance(info, RedisReplyError):
+        if no_such_key(info):
+            return None, None
+        raise info
+    state = parse_stream_full(info)
+    target = min_id
+    if max_len is not None:
+        target = yield from walk_target(name, state.length, max_len)
+    if target is None or state.first_id is None or id_key(target) <= id_key(state.first_id):
+        return state, None
+    return state, target
+
+
 def trim_to(
     stream: Stream,
     *,
@@ -73,17 +92,10 @@ def trim_to(
     entry some group still needs, unless ``force``.
     """
     name = stream.name
-    (info,) = yield Send([stream_full_command(name)], retry_safe=True)
-    if isinstance(info, RedisReplyError):
-        if no_such_key(info):
-            return 0
-        raise info
-    state = parse_stream_full(info)
-    target = min_id
-    if max_len is not None:
-        target = yield from walk_target(name, state.length, max_len)
-    if target is None or state.first_id is None or id_key(target) <= id_key(state.first_id):
+    state, target = yield from find_cut(name, min_id=min_id, max_len=max_len)
+    if state is None or target is None:
         return 0
+    assert state.first_id is not None
     if not force:
         safe = safe_minid(state, stream.groups)
         if safe is None or id_key(target) > id_key(safe):

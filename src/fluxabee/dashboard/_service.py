@@ -25,10 +25,10 @@ from .._backends import AsyncBackend
 from .._inspection import PendingEntry, claim_command, parse_pending_entries
 from .._keys import dead_letter_key
 from .._policy import dead_letter_fields
-from .._protocol import Arg, parse_entries, stream_full_command, xadd_command
-from .._retention import Retainer, id_key, parse_stream_full, plan_trim, safe_minid
+from .._protocol import Arg, parse_entries, xadd_command
+from .._retention import Retainer, id_key, plan_trim, safe_minid
 from .._stats import StreamStatistics
-from .._trim import target_id
+from .._trim import find_cut
 from .._uris import mask
 from ..config import Config
 from ..errors import NoGroupError, RedisReplyError
@@ -295,17 +295,11 @@ class Service:
         rule of ``trim``: not past the oldest entry some group still needs)."""
         settings = self.config.stream(stream)
         client = self.client(stream)
-        read: list[list[Arg]] = [stream_full_command(stream)]
-        if max_len is not None:
-            read.append([b"XREVRANGE", stream, b"+", b"-", b"COUNT", max(max_len, 1)])
-        replies = await client.execute(read, retry_safe=True)
-        if isinstance(replies[0], RedisReplyError):
-            if "no such key" in str(replies[0]):
-                return TrimPreview(0, False, "the stream does not exist: nothing to trim")
-            raise replies[0]
-        state = parse_stream_full(replies[0])
-        target = min_id if max_len is None else target_id(state.length, replies[1], max_len)
-        if target is None or state.first_id is None or id_key(target) <= id_key(state.first_id):
+        driver = AsyncDriver(client, AsyncBackend.new_flag())
+        state, target = await driver.drive(find_cut(stream, min_id=min_id, max_len=max_len))
+        if state is None:
+            return TrimPreview(0, False, "the stream does not exist: nothing to trim")
+        if target is None:
             return TrimPreview(0, False, "nothing would be removed")
         if max_len is not None:
             count = max(0, state.length - max_len)
