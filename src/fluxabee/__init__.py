@@ -27,6 +27,7 @@ from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
 from ._sync.consumer import Consumer, Handler
 from ._sync.engine import Context, Engine
+from ._window import Retry
 from .config import Config, RedisPool, Stream
 from .errors import (
     BrokerAuthenticationError,
@@ -128,6 +129,7 @@ __all__ = [
     "RedisReplyError",
     "RedisUnavailableError",
     "ReplicationError",
+    "Retry",
     "RetryPolicy",
     "SerializationError",
     "ServerBinary",
