@@ -47,7 +47,10 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import _validate as validate
+from ._actions import Flow, Send
 from ._policy import RetryPolicy
+from ._protocol import Arg
+from .errors import InvalidArgumentError, RedisReplyError
 from .event import Event
 
 #: Seconds finished events wait to be acked together with others (one round trip).
@@ -58,6 +61,13 @@ ACK_BATCH = 500
 RENEW_DIVISOR = 3
 #: Shortest interval between two lease renewals or two claims, seconds.
 MIN_INTERVAL = 0.01
+
+#: Events in the handler at once by default (``process(concurrency=None)``).
+DEFAULT_CONCURRENCY = 10
+#: Seconds ``process`` lets its handlers finish after a stop, by default (below the 30 s
+#: a container platform such as Kubernetes waits between SIGTERM and SIGKILL, so the acks
+#: of what finished and the hand-back still get out).
+DEFAULT_SHUTDOWN_TIMEOUT = 25.0
 
 #: The key of every event of an ordered window without a key function.
 _ONE_KEY: Hashable = ("fluxabee", "whole stream")
@@ -85,6 +95,21 @@ class Retry(Exception):
         super().__init__(f"retry after {seconds:g} s")
         #: The delay in seconds.
         self.after = seconds
+
+
+def key_function(
+    key: str | Callable[[Event[Any]], Hashable] | None,
+) -> Callable[[Event[Any]], Hashable] | None:
+    """``process``'s ``key``: a function of the event, or the name of a meta field (an
+    event without that field has the key ``""``: such events keep their order together)."""
+    if key is None or callable(key):
+        return key
+    if isinstance(key, str) and key:
+        field = key
+        return lambda event: event.meta.get(field, "")
+    raise InvalidArgumentError(
+        f"key must be a meta field name or a function of the event, got {key!r}"
+    )
 
 
 class Held:
@@ -471,3 +496,35 @@ class Window:
             self._ready.append(following)
         else:
             del self._queues[key]
+
+
+# -- the Redis steps only the window takes ---------------------------------------------------
+
+
+def renew_command(stream: str, group: str, consumer: str, ids: list[str]) -> list[Arg]:
+    """``XCLAIM <stream> <group> <me> 0 <ids> JUSTID``: reset the idle time of entries this
+    consumer holds, without raising their delivery counts (a lease renewal)."""
+    return [b"XCLAIM", stream, group, consumer, 0, *ids, b"JUSTID"]
+
+
+def hand_back_command(
+    stream: str, group: str, consumer: str, ids: list[str], idle_ms: int
+) -> list[Arg]:
+    """``XCLAIM <stream> <group> <me> 0 <ids> IDLE <idle_ms> JUSTID``: keep the entries but
+    make them look idle for ``idle_ms``, so whoever claims next takes them at once."""
+    return [b"XCLAIM", stream, group, consumer, 0, *ids, b"IDLE", idle_ms, b"JUSTID"]
+
+
+def hand_back_idle_ms(min_idle_ms: int) -> int:
+    """The idle time handed-back entries get: past ``min_idle`` (which the consumers of a
+    group share) with a margin, so the next claim of any of them takes them."""
+    return 2 * min_idle_ms + 1000
+
+
+def send_one(command: list[Arg]) -> Flow[Any]:
+    """Send one retry-safe command (XCLAIM to oneself is idempotent); its reply, or raise
+    its error reply."""
+    reply = (yield Send([command], retry_safe=True))[0]
+    if isinstance(reply, RedisReplyError):
+        raise reply
+    return reply
