@@ -163,6 +163,8 @@ class Window:
         self._due: deque[Held] = deque()
         self._dying: list[tuple[Event[Any], int]] = []
         self._acks: list[str] = []
+        #: Finished events whose ack Redis has not confirmed yet.
+        self._unconfirmed: set[str] = set()
         self._acks_since = 0.0
         self._handback: list[str] = []
         self._renew_every = max(MIN_INTERVAL, min_idle / RENEW_DIVISOR)
@@ -189,8 +191,9 @@ class Window:
         return len(self._held)
 
     def holds(self, entry_id: str) -> bool:
-        """Whether the window holds the entry ``entry_id``."""
-        return entry_id in self._held
+        """Whether the window holds the entry ``entry_id`` (or finished it and its ack is
+        not confirmed yet: a re-read of own pending entries must not hand it again)."""
+        return entry_id in self._held or entry_id in self._unconfirmed
 
     def to_read(self) -> int:
         """How many entries a read may ask for now: the slots not taken by events in the
@@ -320,6 +323,10 @@ class Window:
             item.due = self._clock() + self.policy.delay(event.delivery_count, self._rand)
             self._seq += 1
             heapq.heappush(self._backoff, (item.due, self._seq, event.id))
+
+    def acked(self, ids: list[str]) -> None:
+        """Redis confirmed the ack of ``ids``."""
+        self._unconfirmed.difference_update(ids)
 
     def ack_failed(self, ids: list[str]) -> None:
         """An ack round trip failed: its IDs are acked with the next one."""
@@ -472,6 +479,7 @@ class Window:
         if not self._acks:
             self._acks_since = self._clock()
         self._acks.append(entry_id)
+        self._unconfirmed.add(entry_id)
 
     def _die(self, item: Held, handed: int) -> None:
         item.state = DYING

@@ -378,3 +378,16 @@ def test_a_redelivery_under_way_at_the_stop_is_handed_back() -> None:
     assert w.redelivered(due, [event(1, "a", 2)]) == []
     assert w.hand_back() == ["1-0"]
     assert w.idle()
+
+
+def test_a_finished_event_counts_as_held_until_its_ack_is_confirmed() -> None:
+    clock = Clock()
+    w = window(clock, keyed=False)
+    w.received([event(1)], clock())
+    (e,) = w.start()
+    w.finished(e, None)
+    assert w.holds("1-0")  # a re-read of own pending now must not hand it again
+    sent = w.acks(force=True)
+    assert w.holds("1-0")
+    w.acked(sent)
+    assert not w.holds("1-0")

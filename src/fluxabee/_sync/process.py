@@ -111,6 +111,9 @@ class Processor:
         """Run until ``stop()``: how many events a handler finished without an error."""
         window, jobs, workers, clock = self._window, self._jobs, self._workers, self._clock
         deadline = 0.0
+        # A new window holds nothing: whatever is pending on this consumer (an earlier
+        # loop's unfinished or cancelled events) is read again first, in stream order.
+        self._machine.lost_reply()
         try:
             while True:
                 if self._stop.is_set() and not window.stopping:
@@ -272,6 +275,7 @@ class Processor:
             except BaseException:
                 window.ack_failed(ids)
                 raise
+            window.acked(ids)
             if machine.observers:
                 machine.observers.acked(stream, group, len(ids))
         dying = window.dead_letters()
@@ -307,7 +311,7 @@ class Processor:
             started = window.redelivered(due, events)
             for event in started:
                 self._jobs[self._workers.submit(functools.partial(self._call, event))] = event
-        count = window.to_claim()
+        count = 0 if machine.pending_first else window.to_claim()  # own pending first
         if count:
             sent_at = self._clock()
             claimed, cursor = drive(claim_flow(machine, window, count, self._min_idle_ms))
