@@ -12,8 +12,10 @@ runs in a hidden thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+import queue
+from collections.abc import Callable, Collection, Coroutine
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -24,11 +26,14 @@ T = TypeVar("T")
 
 
 class AsyncWorkers:
-    """Tasks of one ``process`` loop under asyncio."""
+    """Tasks of one ``process`` loop under asyncio; finished ones are collected as they end
+    (a done callback each), so waiting costs nothing per task still running."""
 
     def __init__(self, concurrency: int, handler: Callable[..., Any]) -> None:
         self._handler = handler
         self._is_async = _is_async(handler)
+        self._finished: list[asyncio.Task[Any]] = []
+        self._waiter: asyncio.Future[None] | None = None
 
     async def call(self, event: Any) -> None:
         """Call the handler with one event (a plain ``def`` in a thread)."""
@@ -41,23 +46,42 @@ class AsyncWorkers:
 
     def submit(self, work: Callable[[], Coroutine[Any, Any, T]]) -> asyncio.Task[T]:
         """Run ``work()`` as a task."""
-        return asyncio.get_running_loop().create_task(work())
+        task = asyncio.get_running_loop().create_task(work())
+        task.add_done_callback(self._ended)
+        return task
 
     spawn = submit
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._finished.append(task)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     @staticmethod
     def done(job: asyncio.Task[T]) -> T:
         """The result of a finished job (its exception raised)."""
         return job.result()
 
-    @staticmethod
-    async def wait(jobs: Collection[Awaitable[Any]], timeout: float) -> set[Any]:
-        """Wait up to ``timeout`` seconds for the first of ``jobs`` to finish; the finished."""
-        if not jobs:
-            await asyncio.sleep(timeout)
-            return set()
-        done, _ = await asyncio.wait(jobs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        return done
+    async def wait(self, timeout: float) -> list[Any]:
+        """The jobs that finished since the last call, waiting up to ``timeout`` seconds
+        for one when none has."""
+        if not self._finished:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        finished, self._finished = self._finished, []
+        return finished
+
+    async def settle(self, job: Any, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for ``job`` to end."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait([job], timeout=timeout)
 
     async def abandon(self, jobs: Collection[asyncio.Task[Any]]) -> None:
         """Give up on ``jobs`` (handlers past the shutdown timeout): cancel them and wait
@@ -71,13 +95,20 @@ class AsyncWorkers:
         """Nothing to release under asyncio (threads come from the loop's executor)."""
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class SyncWorkers:
-    """A thread pool of ``concurrency`` threads for one ``process`` loop, and a read thread."""
+    """A thread pool of ``concurrency`` threads for one ``process`` loop, and a read thread;
+    finished jobs are collected in a queue as they end."""
 
     def __init__(self, concurrency: int, handler: Callable[..., Any]) -> None:
         self._handler = handler
         self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix="fluxabee-handler")
         self._reader = futures.ThreadPoolExecutor(1, thread_name_prefix="fluxabee-read")
+        self._finished: queue.SimpleQueue[futures.Future[Any]] = queue.SimpleQueue()
 
     def call(self, event: Any) -> None:
         """Call the handler with one event (in a pool thread)."""
@@ -92,25 +123,38 @@ class SyncWorkers:
 
     def submit(self, work: Callable[[], T]) -> futures.Future[T]:
         """Run ``work()`` in the handler pool."""
-        return self._pool.submit(work)
+        job = self._pool.submit(work)
+        job.add_done_callback(self._finished.put)
+        return job
 
     def spawn(self, work: Callable[[], T]) -> futures.Future[T]:
         """Run ``work()`` (a read) in the read thread."""
-        return self._reader.submit(work)
+        job = self._reader.submit(work)
+        job.add_done_callback(self._finished.put)
+        return job
 
     @staticmethod
     def done(job: futures.Future[T]) -> T:
         """The result of a finished job (its exception raised)."""
         return job.result()
 
-    @staticmethod
-    def wait(jobs: Collection[futures.Future[Any]], timeout: float) -> set[Any]:
-        """Wait up to ``timeout`` seconds for the first of ``jobs`` to finish; the finished."""
-        if not jobs:
-            futures.wait([futures.Future()], timeout=timeout)  # a plain, interruptible sleep
-            return set()
-        done, _ = futures.wait(jobs, timeout=timeout, return_when=futures.FIRST_COMPLETED)
-        return done
+    def wait(self, timeout: float) -> list[Any]:
+        """The jobs that finished since the last call, waiting up to ``timeout`` seconds
+        for one when none has."""
+        finished = self._finished
+        try:
+            out = [finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                out.append(finished.get_nowait())
+            except queue.Empty:
+                return out
+
+    def settle(self, job: Any, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for ``job`` to end."""
+        futures.wait([job], timeout=timeout)
 
     def abandon(self, jobs: Collection[futures.Future[Any]]) -> None:
         """Give up on ``jobs`` (handlers past the shutdown timeout): threads cannot be

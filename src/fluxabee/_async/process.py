@@ -143,12 +143,11 @@ class AsyncProcessor:
                         self._read = workers.spawn(functools.partial(self._read_some, count))
                 wake = window.wake_in()
                 timeout = WAIT_SLICE if wake is None else min(wake, WAIT_SLICE)
-                waiting = [*jobs, self._read] if self._read is not None else list(jobs)
-                for job in await workers.wait(waiting, timeout):
+                for job in await workers.wait(timeout):
                     if job is self._read:
                         self._read = None
                         self._received(job)
-                    else:
+                    elif job in jobs:
                         self._finished(jobs.pop(job), workers.done(job))
         finally:
             await self._leave()
@@ -165,7 +164,7 @@ class AsyncProcessor:
                 jobs.clear()
             if self._read is not None:
                 read, self._read = self._read, None
-                await self._workers.wait([read], self._block_ms / 1000 + BLOCK_READ_MARGIN)
+                await self._workers.settle(read, self._block_ms / 1000 + BLOCK_READ_MARGIN)
                 window.stop()
                 self._received(read)
             window.stop()
@@ -316,8 +315,9 @@ class AsyncProcessor:
             claimed, cursor = await drive(claim_flow(machine, window, count, self._min_idle_ms))
             window.received(claimed, sent_at)
             window.claimed(cursor)
-        if not window.stopping:
-            await drive(machine.retention.maintain(self._clock()))
+        now = self._clock()
+        if not window.stopping and machine.retention.due(now):
+            await drive(machine.retention.maintain(now))
 
     # -- outages -------------------------------------------------------------------------
 

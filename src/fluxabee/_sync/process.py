@@ -144,12 +144,11 @@ class Processor:
                         self._read = workers.spawn(functools.partial(self._read_some, count))
                 wake = window.wake_in()
                 timeout = WAIT_SLICE if wake is None else min(wake, WAIT_SLICE)
-                waiting = [*jobs, self._read] if self._read is not None else list(jobs)
-                for job in workers.wait(waiting, timeout):
+                for job in workers.wait(timeout):
                     if job is self._read:
                         self._read = None
                         self._received(job)
-                    else:
+                    elif job in jobs:
                         self._finished(jobs.pop(job), workers.done(job))
         finally:
             self._leave()
@@ -166,7 +165,7 @@ class Processor:
                 jobs.clear()
             if self._read is not None:
                 read, self._read = self._read, None
-                self._workers.wait([read], self._block_ms / 1000 + BLOCK_READ_MARGIN)
+                self._workers.settle(read, self._block_ms / 1000 + BLOCK_READ_MARGIN)
                 window.stop()
                 self._received(read)
             window.stop()
@@ -317,8 +316,9 @@ class Processor:
             claimed, cursor = drive(claim_flow(machine, window, count, self._min_idle_ms))
             window.received(claimed, sent_at)
             window.claimed(cursor)
-        if not window.stopping:
-            drive(machine.retention.maintain(self._clock()))
+        now = self._clock()
+        if not window.stopping and machine.retention.due(now):
+            drive(machine.retention.maintain(now))
 
     # -- outages -------------------------------------------------------------------------
 
