@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -241,7 +242,8 @@ def main(argv: list[str]) -> int:
         if "payload" in chosen:
             _payload_sections(url, n, runs, report, lines)
         if "io" in chosen:
-            _io_sections(url, args.io_n, runs, "peers" in chosen, report, lines)
+            has_peer = importlib.util.find_spec("faststream") is not None
+            _io_sections(url, args.io_n, runs, has_peer, report, lines)
     if "cluster" in chosen:
         _cluster_sections(n, runs, report, lines)
     machine = report["machine"]

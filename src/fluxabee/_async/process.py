@@ -103,6 +103,8 @@ class AsyncProcessor:
         self._outage_started = 0.0
         self._quiet_until = 0.0
         self._handled = 0
+        #: The in-flight count last told to the observers.
+        self._told = 0
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -137,6 +139,8 @@ class AsyncProcessor:
                     await self._redis_steps()
                 for event in self._startable():
                     jobs[workers.submit(functools.partial(self._call, event))] = event
+                if self._observers is not None:
+                    self._tell_in_flight()
                 if self._read is None and clock() >= self._quiet_until:
                     count = window.to_read()
                     if count:
@@ -178,8 +182,17 @@ class AsyncProcessor:
             )
         finally:
             await self._workers.close()
+            if self._observers is not None:
+                self._tell_in_flight()
 
     # -- handlers ------------------------------------------------------------------------
+
+    def _tell_in_flight(self) -> None:
+        count = len(self._jobs)
+        if count != self._told and self._observers is not None:
+            machine = self._machine
+            change, self._told = count - self._told, count
+            self._observers.in_flight(machine.stream, machine.group, machine.name, count, change)
 
     def _startable(self) -> list[AsyncEvent]:
         lease = self._lease

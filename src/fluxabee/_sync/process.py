@@ -104,6 +104,8 @@ class Processor:
         self._outage_started = 0.0
         self._quiet_until = 0.0
         self._handled = 0
+        #: The in-flight count last told to the observers.
+        self._told = 0
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -138,6 +140,8 @@ class Processor:
                     self._redis_steps()
                 for event in self._startable():
                     jobs[workers.submit(functools.partial(self._call, event))] = event
+                if self._observers is not None:
+                    self._tell_in_flight()
                 if self._read is None and clock() >= self._quiet_until:
                     count = window.to_read()
                     if count:
@@ -179,8 +183,17 @@ class Processor:
             )
         finally:
             self._workers.close()
+            if self._observers is not None:
+                self._tell_in_flight()
 
     # -- handlers ------------------------------------------------------------------------
+
+    def _tell_in_flight(self) -> None:
+        count = len(self._jobs)
+        if count != self._told and self._observers is not None:
+            machine = self._machine
+            change, self._told = count - self._told, count
+            self._observers.in_flight(machine.stream, machine.group, machine.name, count, change)
 
     def _startable(self) -> list[SyncEvent]:
         lease = self._lease
