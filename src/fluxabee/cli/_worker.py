@@ -95,6 +95,16 @@ def _make(broker: Any, stream: str, options: dict[str, Any]) -> Any:
     )
 
 
+def _serve(consumer: Any, handler: Any, options: dict[str, Any]) -> Any:
+    """``run`` with a batch handler, or ``process`` (one event per call) with
+    ``--concurrency`` or ``--key``; an awaitable under asyncio."""
+    if options["concurrency"] is None and options["key"] is None:
+        return consumer.run(options["count"], options["block"], handler)
+    return consumer.process(
+        handler, concurrency=options["concurrency"], key=options["key"], block=options["block"]
+    )
+
+
 def _run_sync(engine: Engine, handler: Any, streams: list[str], options: dict[str, Any]) -> int:
     broker = engine.new_context().event_broker()
     consumers: list[Consumer] = [_make(broker, s, options) for s in streams]
@@ -109,7 +119,7 @@ def _run_sync(engine: Engine, handler: Any, streams: list[str], options: dict[st
         try:
             with consumers[index] as consumer:
                 _started(consumer)
-                totals[index] = consumer.run(options["count"], options["block"], handler)
+                totals[index] = _serve(consumer, handler, options)
         except BaseException as exc:
             failures.append(exc)
             stop(0, None)
@@ -146,7 +156,7 @@ async def _run_async(
         async def work(consumer: Any) -> int:
             async with consumer:
                 _started(consumer)
-                result: int = await consumer.run(options["count"], options["block"], handler)
+                result: int = await _serve(consumer, handler, options)
                 return result
 
         tasks = [asyncio.ensure_future(work(c)) for c in consumers]
@@ -178,6 +188,14 @@ def _started(consumer: Any) -> None:
               help="Claim events pending this long on other consumers.")  # fmt: skip
 @click.option("--max-deliveries", default=10, show_default=True, type=click.IntRange(1),
               help="Deliveries before an event goes to the dead letters.")  # fmt: skip
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    help="consumer.process: events in the handler at once (it takes one event).",
+)
+@click.option(
+    "--key", metavar="FIELD", help="consumer.process: events with the same FIELD meta run in order."
+)
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics.")
 @click.option("--metrics-address", default="0.0.0.0", show_default=True,
               help="Address of the metrics server.")  # fmt: skip
@@ -195,6 +213,8 @@ def worker(
     block: float,
     min_idle: float,
     max_deliveries: int,
+    concurrency: int | None,
+    key: str | None,
     metrics_port: int | None,
     metrics_address: str,
     trace: bool,
@@ -204,6 +224,8 @@ def worker(
 
     The handler takes a list of events (plain or async def). Failed events are retried
     and dead-lettered by the retry policy; a stop finishes and acks the batch in hand.
+    With --concurrency or --key it takes one event (consumer.process): up to N in flight,
+    in order per --key; a stop lets those in flight finish and hands back the rest.
     """
     handler = load_handler(handler_path)
     if not target.streams:
@@ -219,6 +241,8 @@ def worker(
         "block": block,
         "min_idle": min_idle,
         "policy": RetryPolicy(max_deliveries=max_deliveries),
+        "concurrency": concurrency,
+        "key": key,
     }
     if block <= 0:
         raise InvalidArgumentError(f"--block must be above 0, got {age(block)}")
