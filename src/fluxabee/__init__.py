@@ -14,6 +14,7 @@ are imported on first use, so ``import fluxabee`` needs neither package.
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._application import App
 from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
@@ -86,6 +87,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "App",
     "AsyncConsumer",
     "AsyncContext",
     "AsyncDeadLetter",
