@@ -1,4 +1,5 @@
-"""``fluxabee run module:app``: run every handler of a :class:`~fluxabee.App`.
+"""``fluxabee run module:app``: run every handler of a :class:`~fluxabee.App`; and
+``fluxabee asyncapi module:app``: its AsyncAPI 3.0 document.
 
 One process by default; ``--processes N`` forks N workers under a small supervisor
 (:mod:`fluxabee._supervise`) that restarts one that dies and stops them all on SIGTERM.
@@ -9,6 +10,7 @@ metrics (worker ``i`` of ``--processes N`` on port ``P + i``); ``--trace`` spans
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import sys
@@ -16,8 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import yaml
 
 from .._application import App
+from .._asyncapi import document
 from .._supervise import HealthServer, Supervisor
 from .._sync.engine import Engine
 from ..config import Config
@@ -157,3 +161,24 @@ def run_app(
             health.close()
     err.print("fluxabee run: every worker stopped", markup=False)
     return code
+
+
+@cli.command("asyncapi")
+@click.argument("app_path", metavar="MODULE:APP")
+@click.option("--yaml", "as_yaml", is_flag=True, help="YAML instead of JSON.")
+@click.option("--title", default="fluxabee app", show_default=True, help="info.title")
+@click.option("--app-version", default="1.0.0", show_default=True, help="info.version")
+def asyncapi(*, app_path: str, as_yaml: bool, title: str, app_version: str) -> int:
+    """Write the AsyncAPI 3.0 document of MODULE:APP to standard output.
+
+    Its streams are channels, each handler a receive operation (with its consumer group),
+    each handler's annotation the message payload's JSON schema (through pydantic).
+    """
+    app = load_app(app_path)
+    data = document(app, title=title, version=app_version)
+    if as_yaml:
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    click.echo(text, nl=False)
+    return 0
