@@ -59,3 +59,25 @@ async def test_a_stop_before_serve_stops_it_at_once(redis_url: str) -> None:
 
     app.stop()
     assert await asyncio.wait_for(app.serve(), 30) == 0
+
+
+async def test_plain_calls_from_threads_of_an_asyncio_app_return_their_results(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    app = App(Config.from_url(redis_url, streams=["orders", "invoices"]))
+    results: list[object] = []
+
+    @app.consumer("orders")
+    def bill(order: int) -> None:  # a plain def: a thread of the asyncio runtime
+        results.append(app.publish_now("invoices", order))
+        app.publish("invoices", order + 100)
+        results.append(app.flush())
+
+    async with running(app) as run:
+        # A thread of the web process (a sync FastAPI endpoint) calls plainly too.
+        entry = await asyncio.to_thread(app.publish_now, "orders", 1)
+        assert isinstance(entry, str)
+        await run.drained()
+    assert isinstance(results[0], str)
+    assert isinstance(results[1], list) and len(results[1]) == 1
+    assert sorted(msgpack.unpackb(f[b"s"]) for _, f in rclient.xrange("invoices")) == [1, 101]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import inspect
 import logging
 import signal
 import threading
@@ -57,6 +58,8 @@ class App:
         self._runtime: AsyncAppRuntime | AppRuntime | None = None
         self._serving = False
         self._stop_early = False
+        #: The loop of the asyncio runtime while it is open (for calls from threads).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<App handlers={len(self._registry)} opened={self._runtime is not None}>"
@@ -144,7 +147,7 @@ class App:
         """``broker.flush`` of what :meth:`publish` buffered: the entry IDs. A plain call
         in an app opened with ``with app:`` (or run by :meth:`run` under threads), awaited
         in one opened with ``async with app:`` (or served under asyncio)."""
-        return self._broker().flush(**options)
+        return self._settle(self._broker().flush(**options))
 
     def publish_now(
         self,
@@ -156,7 +159,20 @@ class App:
     ) -> Any:
         """``broker.publish_now``: send one event at once, return its entry ID (awaited
         in an app opened with ``async with app:``, as :meth:`flush`)."""
-        return self._broker().publish_now(stream, body, meta=meta, **meta_kw)
+        return self._settle(self._broker().publish_now(stream, body, meta=meta, **meta_kw))
+
+    def _settle(self, result: Any) -> Any:
+        """An awaitable of the asyncio runtime asked for from a thread without a loop (a
+        plain ``def`` handler, a sync FastAPI endpoint): run it on the app's loop and wait
+        for its result, so such callers call plainly."""
+        loop = self._loop
+        if loop is None or not inspect.iscoroutine(result):
+            return result
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run_coroutine_threadsafe(result, loop).result()
+        return result
 
     # -- opening -------------------------------------------------------------------------
 
@@ -188,6 +204,7 @@ class App:
 
     async def __aenter__(self) -> App:
         self._open(AsyncAppRuntime)
+        self._loop = asyncio.get_running_loop()
         return self
 
     async def __aexit__(
@@ -196,7 +213,7 @@ class App:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        runtime, self._runtime = self._runtime, None
+        runtime, self._runtime, self._loop = self._runtime, None, None
         if isinstance(runtime, AsyncAppRuntime):
             await runtime.aclose()
 
@@ -226,6 +243,8 @@ class App:
         self._check_runnable()
         opened = self._runtime is None
         runtime = self._open(AsyncAppRuntime) if opened else self._runtime
+        if opened:
+            self._loop = asyncio.get_running_loop()
         if not isinstance(runtime, AsyncAppRuntime):
             raise InvalidArgumentError("serve() needs an app opened with `async with app:`")
         self._serving = True
@@ -236,7 +255,7 @@ class App:
         finally:
             self._serving = self._stop_early = False
             if opened:
-                self._runtime = None
+                self._runtime = self._loop = None
                 await runtime.aclose()
 
     def run(self) -> int:

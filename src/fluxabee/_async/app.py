@@ -19,6 +19,7 @@ from typing import Any
 
 from .._app import CURRENT, Registration, Registry, Scope
 from .._apploops import AsyncLoops
+from .._backends import AsyncBackend
 from .._observe import Observer
 from ..config import Config
 from ..event import AsyncEvent
@@ -39,6 +40,7 @@ class AsyncAppRuntime:
         self.broker: AsyncEventBroker = self._engine.new_context().event_broker()
         self._consumers: list[AsyncConsumer] = []
         self._stopping = False
+        self._guard = AsyncBackend.new_guard()
         #: How many loops are reading now (``/healthz``).
         self.reading = 0
         #: Events handlers finished without an error, over every loop.
@@ -99,13 +101,17 @@ class AsyncAppRuntime:
                     consumer.name,
                     item.group,
                 )
-                self.reading += 1
+                with self._guard:
+                    self.reading += 1
                 try:
-                    self.handled += await consumer.process(
+                    handled = await consumer.process(
                         handle, concurrency=item.concurrency, key=item.key
                     )
                 finally:
-                    self.reading -= 1
+                    with self._guard:
+                        self.reading -= 1
+                with self._guard:
+                    self.handled += handled
 
         return loop
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from .._app import CURRENT, Registration, Registry, Scope
 from .._apploops import SyncLoops
+from .._backends import SyncBackend
 from .._observe import Observer
 from ..config import Config
 from ..event import SyncEvent
@@ -40,6 +41,7 @@ class AppRuntime:
         self.broker: EventBroker = self._engine.new_context().event_broker()
         self._consumers: list[Consumer] = []
         self._stopping = False
+        self._guard = SyncBackend.new_guard()
         #: How many loops are reading now (``/healthz``).
         self.reading = 0
         #: Events handlers finished without an error, over every loop.
@@ -100,13 +102,15 @@ class AppRuntime:
                     consumer.name,
                     item.group,
                 )
-                self.reading += 1
+                with self._guard:
+                    self.reading += 1
                 try:
-                    self.handled += consumer.process(
-                        handle, concurrency=item.concurrency, key=item.key
-                    )
+                    handled = consumer.process(handle, concurrency=item.concurrency, key=item.key)
                 finally:
-                    self.reading -= 1
+                    with self._guard:
+                        self.reading -= 1
+                with self._guard:
+                    self.handled += handled
 
         return loop
 
