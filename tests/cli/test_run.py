@@ -202,3 +202,10 @@ def test_run_usage_errors(apps: Path, redis_url: str) -> None:
     for args in (["run", "apps"], ["run", "apps:nothing"], ["run", "nosuchmodule:app"]):
         result = run_cli(*args, env=env, cwd=str(apps))
         assert result.returncode == 2, result.stderr
+
+
+def test_help_lists_run_and_asyncapi() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "asyncapi"):
+        assert f"  {command} " in result.stdout, command
