@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Hashable
@@ -37,8 +38,9 @@ def _is_event_hint(hint: Any) -> bool:
 
 
 def _target(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The function whose signature counts: ``func``, or ``__call__`` of an object."""
-    if inspect.isfunction(func) or inspect.ismethod(func):
+    """The function whose signature counts: ``func`` (a partial too), or ``__call__`` of
+    an object."""
+    if inspect.isfunction(func) or inspect.ismethod(func) or isinstance(func, functools.partial):
         return func
     call = getattr(func, "__call__", None)  # noqa: B004 - a callable object
     return func if call is None else call
@@ -73,7 +75,10 @@ class HandlerSpec:
         target = _target(func)
         name = getattr(func, "__qualname__", repr(func))
         try:
-            hints = typing.get_type_hints(target)
+            inner = target
+            while isinstance(inner, functools.partial):
+                inner = inner.func
+            hints = typing.get_type_hints(inner)
         except Exception as exc:
             raise InvalidArgumentError(
                 f"the annotations of handler {name} do not resolve: {exc}"

@@ -121,9 +121,12 @@ def _get(port: int, path: str) -> int:
 def test_an_app_handles_what_a_second_process_publishes_and_answers_probes(
     apps: Path, redis_url: str, rclient: redis.Redis, background: Callable[..., Running]
 ) -> None:
-    port = free_port()
+    port, metrics = free_port(), free_port()
     env = cli_env(APP_REDIS_URL=redis_url)
-    run = background("run", "apps:app", "--health-port", str(port), env=env, cwd=str(apps))
+    run = background(
+        "run", "apps:app", "--health-port", str(port), "--metrics-port", str(metrics),
+        "--metrics-address", "127.0.0.1", env=env, cwd=str(apps),
+    )  # fmt: skip
     run.wait_line(lambda line: "3 handlers" in line, "stderr")
     _until(lambda: _get(port, "/healthz") == 200)
     assert _get(port, "/readyz") == 200
@@ -138,6 +141,13 @@ def test_an_app_handles_what_a_second_process_publishes_and_answers_probes(
             broker.publish("audit", [i, i + 1])
         broker.flush()
     _until(lambda: rclient.xlen("done") >= 90)
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as reply:
+            return str(reply.read().decode())
+
+    # Acks follow the follow-ups' flush: wait for the last ones rather than race them.
+    _until(lambda: 'fluxabee_acked_total{group="ledger",stream="orders"} 30.0' in scrape())
     code, _, err = run.stop(signal.SIGTERM)
     assert code == 0, err
     done = _done(rclient)

@@ -4,6 +4,7 @@ together, and the app's retry policy (no Redis)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import msgpack
@@ -103,6 +104,13 @@ def test_a_callable_object_is_read_through_its_call() -> None:
 
     spec = HandlerSpec.of(Handler())
     assert spec.kind == TYPED and spec.is_async and spec.hint is Order
+
+
+def test_a_partial_is_read_through_its_function() -> None:
+    def handler(order: Order, event: SyncEvent, *, tag: str) -> None: ...
+
+    spec = HandlerSpec.of(functools.partial(handler, tag="x"))
+    assert spec.kind == TYPED and spec.hint is Order and spec.event_positional == 1
 
 
 def test_the_app_policy_dead_letters_decode_errors_at_once() -> None:
