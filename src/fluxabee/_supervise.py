@@ -123,12 +123,23 @@ class Supervisor:
             time.sleep(TICK)
 
     def _spawn(self, slot: Slot) -> None:
-        pid = os.fork()
+        # Signals are blocked across the fork: one that comes in between is delivered
+        # after it, to the parent's handler (which forwards it) or to a worker whose
+        # handlers are the defaults again, never to a copy of the parent's handler in a
+        # worker (which would swallow it, and the worker would never stop).
+        stops = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+            raise
         if pid == 0:  # the worker
             code = 1
             try:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in stops:
                     signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
                 if self._health is not None:
                     self._health.close()
                 code = self._work(slot.index)
@@ -139,6 +150,7 @@ class Supervisor:
                     sys.stdout.flush()
                     sys.stderr.flush()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         slot.pid = pid
         slot.started = self._clock()
         logger.info("fluxabee run: worker %d started (pid %d)", slot.index, pid)
