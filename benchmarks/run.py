@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ from typing import Any
 
 import fluxabee
 
-from . import baselines, cluster_cases, fanout_cases, fluxabee_cases
+from . import baselines, cluster_cases, fanout_cases, fluxabee_cases, io_cases
 from ._bodies import SIZES
 from ._report import Case, Result, measure
 from ._server import flush, run_server
@@ -88,7 +89,17 @@ def _section(
 
 
 #: The sections of a run, in order (``--sections`` picks some).
-SECTIONS = ("latency", "publish", "consume", "retention", "fanout", "peers", "payload", "cluster")
+SECTIONS = (
+    "latency",
+    "publish",
+    "consume",
+    "retention",
+    "fanout",
+    "peers",
+    "payload",
+    "cluster",
+    "io",
+)
 
 
 def _fanout_section(
@@ -181,6 +192,7 @@ def main(argv: list[str]) -> int:
         "--sections", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}"
     )
     parser.add_argument("--fanout-n", type=int, default=20_000, help="events per fan-out run")
+    parser.add_argument("--io-n", type=int, default=2_000, help="events per IO-bound run")
     args = parser.parse_args(argv)
     n, runs = args.n, args.runs
     chosen = set(args.sections.split(","))
@@ -229,6 +241,9 @@ def main(argv: list[str]) -> int:
             _peers_section(url, args.peer_n, runs, report, lines)
         if "payload" in chosen:
             _payload_sections(url, n, runs, report, lines)
+        if "io" in chosen:
+            has_peer = importlib.util.find_spec("faststream") is not None
+            _io_sections(url, args.io_n, runs, has_peer, report, lines)
     if "cluster" in chosen:
         _cluster_sections(n, runs, report, lines)
     machine = report["machine"]
@@ -403,6 +418,55 @@ def _cluster_sections(n: int, runs: int, report: dict[str, Any], lines: list[str
                 report,
                 lines,
             )
+
+
+def _io_sections(
+    url: str, n: int, runs: int, peers: bool, report: dict[str, Any], lines: list[str]
+) -> None:
+    """IO-bound handlers: ``process`` at several window sizes, FastStream ``max_workers=100``
+    and the ideal window on exactly the same events (the ratio column: case / ideal)."""
+    workloads: dict[str, tuple[list[float], list[str] | None]] = {
+        "uniform 10 ms": (io_cases.uniform(n), None),
+        "10 ms, 1 in 50 takes 1 s": (io_cases.tail(n), None),
+        f"10 ms, {io_cases.KEYS:,} keys, key=": (io_cases.uniform(n), io_cases.keys_of(n)),
+    }
+    for label, (durations, keys) in workloads.items():
+        cases: dict[str, tuple[Case, str | None]] = {}
+        windows = [("async", c) for c in (1, 10, 100)] + [("threads", c) for c in (8, 32)]
+        if keys:
+            windows = [("async", 100), ("threads", 32)]
+        for api, size in windows:
+            # concurrency 1: a tenth of the events tells the same, ten times sooner
+            part = durations if size > 1 else durations[: max(100, n // 10)]
+            ideal = io_cases.ideal(part, size, keys)
+            ideal_name = f"ideal window of {size}"
+            cases[ideal_name] = (lambda _u, _n, v=ideal: v, None)
+            func = io_cases.process_async if api == "async" else io_cases.process_threads
+            cases[f"process {api}, concurrency {size}"] = (
+                lambda u, _n, f=func, d=part, c=size, k=keys: f(u, d, c, k),
+                ideal_name,
+            )
+        if peers:
+            cases["FastStream 0.7, max_workers=100"] = (
+                lambda u, _n, d=durations: io_cases.faststream(u, d, 100),
+                "ideal window of 100",
+            )
+        _section(f"IO-bound handlers, {label}", url, n, runs, cases, report, lines)
+    _section(
+        "a handler that does nothing: process (concurrency 100) against run (count 100)",
+        url,
+        20_000,
+        runs,
+        {
+            "run, count 100, asyncio": (io_cases.noop_run_async, None),
+            "process, concurrency 100, asyncio": (
+                io_cases.noop_process_async,
+                "run, count 100, asyncio",
+            ),
+        },
+        report,
+        lines,
+    )
 
 
 def _bind(func: Callable[..., float], count: int) -> Case:

@@ -54,6 +54,11 @@ NAME_SUBS: list[tuple[str, str]] = [
     (r"\bAsyncLock\b", "Lock"),
     (r"\bAsyncInspection\b", "Inspection"),
     (r"\bAsyncFlag\b", "SyncFlag"),
+    (r"\bAsyncProcessor\b", "Processor"),
+    (r"\bAsyncWorkers\b", "SyncWorkers"),
+    (r"\bAsyncLoops\b", "SyncLoops"),
+    (r"\bAsyncAppRuntime\b", "AppRuntime"),
+    (r"\bAsyncRunning\b", "Running"),
     # test helpers
     (r"\bAsyncFaultyBackend\b", "SyncFaultyBackend"),
     (r"\bAsyncHelpers\b", "SyncHelpers"),

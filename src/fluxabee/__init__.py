@@ -15,6 +15,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from ._application import App
 from ._async.broker import AsyncEventBroker
 from ._async.consumer import AsyncConsumer, AsyncHandler
 from ._async.engine import AsyncContext, AsyncEngine
@@ -29,6 +30,7 @@ from ._stats import ConsumerStatistics, GroupStatistics, StreamStatistics
 from ._sync.broker import EventBroker
 from ._sync.consumer import Consumer, Handler
 from ._sync.engine import Context, Engine
+from ._window import Retry
 from .config import Config, RedisPool, Stream
 from .errors import (
     BrokerAuthenticationError,
@@ -92,6 +94,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "App",
     "AsyncConsumer",
     "AsyncContext",
     "AsyncDeadLetter",
@@ -136,6 +139,7 @@ __all__ = [
     "RedisReplyError",
     "RedisUnavailableError",
     "ReplicationError",
+    "Retry",
     "RetryPolicy",
     "SerializationError",
     "ServerBinary",

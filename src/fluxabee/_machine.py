@@ -91,6 +91,11 @@ def _raise_errors(replies: list[Any]) -> list[Any]:
     return replies
 
 
+def after(entry_id: str) -> str:
+    """The XPENDING range start of the entries after ``entry_id`` (``"0"``: all)."""
+    return "-" if entry_id == "0" else "(" + entry_id
+
+
 def _with_counts(entries: list[Entry], pending_reply: Any) -> list[Entry]:
     counts = parse_pending_counts(pending_reply)
     return [e._replace(deliveries=counts.get(e.id, 1)) for e in entries]
@@ -129,6 +134,9 @@ class ConsumerMachine(RunLoop):
         self.group_ready = False
         #: Re-read this consumer's own pending entries before asking for new ones.
         self.pending_first = True
+        #: Own pending entries are re-read after this ID (``process`` moves it past the
+        #: ones it already holds; back to ``"0"`` whenever the pending list is re-read).
+        self.pending_start = "0"
         #: ``consumer_many`` leaves its pending entries (in backoff) alone until this time.
         self.pending_due = 0.0
         #: Look at the own pending list again at this time at the latest, busy or not:
@@ -156,6 +164,7 @@ class ConsumerMachine(RunLoop):
         """After an outage or a vanished group: recreate the group, re-read own pending."""
         self.group_ready = False
         self.pending_first = True
+        self.pending_start = "0"
 
     def unless_vanished(self, flow: Flow[T], instead: T) -> Flow[T]:
         """Run ``flow``; when the stream or group vanished (NOGROUP or UNBLOCKED, also from
@@ -173,6 +182,7 @@ class ConsumerMachine(RunLoop):
         """A read that delivers lost its reply: its entries may be ours, unseen. Re-read own
         pending before anything else, backoff or not."""
         self.pending_first = True
+        self.pending_start = "0"
         self.pending_due = 0.0
 
     def remember(self, events: list[Event[Any]], exc: BaseException) -> None:
@@ -219,13 +229,15 @@ class ConsumerMachine(RunLoop):
         if self.lease is not None:
             return (yield from self._read_locked(self.lease, count, block_ms))
         if self.pending_first and now >= self.pending_due:
-            read = xreadgroup_command(self.stream, self.group, self.name, count, start="0")
-            counts = pending_command(self.stream, self.group, self.name, count)
+            start = self.pending_start
+            read = xreadgroup_command(self.stream, self.group, self.name, count, start=start)
+            counts = pending_command(self.stream, self.group, self.name, count, start=after(start))
             replies = _raise_errors((yield Send([read, counts], retry_safe=True)))
             entries = parse_xreadgroup(replies[0])
             if entries:
                 return _with_counts(entries, replies[1])
             self.pending_first = False
+            self.pending_start = "0"
         elif self.pending_first:  # own pending entries wait out their backoff: read new ones
             block_ms = min(block_ms, max(1, int((self.pending_due - now) * 1000)))
         read = xreadgroup_command(
@@ -254,6 +266,7 @@ class ConsumerMachine(RunLoop):
                 consumer=self.name,
                 count=count,
                 pending=self.pending_first,
+                start=self.pending_start,
             )
             sent_at = self._clock()
             try:
@@ -270,8 +283,10 @@ class ConsumerMachine(RunLoop):
                 if counts:
                     return _with_counts(parse_xreadgroup(raw), counts)
                 self.pending_first = False
+                self.pending_start = "0"
                 return raw_entries(raw)
             self.pending_first = False
+            self.pending_start = "0"
             remaining = deadline - self._clock()
             if remaining <= 0:
                 # Idle: look at the own pending list again next time (a holder that died

@@ -1,7 +1,8 @@
 """Hooks: what a broker and its consumers did, told once to the observers that listen.
 
 An :class:`Observer` has one no-op method per thing that happens (an event published, a
-batch handed to a handler, events acked, retried, dead-lettered, claimed); metrics
+batch handed to a handler, events acked, retried, dead-lettered, claimed, the events in
+flight of ``process``); metrics
 (:class:`fluxabee.PrometheusObserver`), traces (:class:`fluxabee.TracingObserver`) or an
 application's own code override the ones they need and are registered on the engine:
 ``Engine(config, observers=[...])``. :class:`Observers` calls them in order and logs, never
@@ -111,6 +112,12 @@ class Observer:
     def claimed(self, stream: str, group: str, consumer: str, count: int) -> None:
         """``consumer`` claimed ``count`` events left pending by others (XAUTOCLAIM)."""
 
+    def in_flight(self, stream: str, group: str, consumer: str, count: int, change: int) -> None:
+        """``process`` of ``consumer`` now has ``count`` events in its handler, ``change``
+        more than when it last told (told at most once per turn of its loop, and with
+        ``count`` 0 when it returns). Each handler call is also a one-event :class:`Batch`
+        of :meth:`handling` and :meth:`handled`, so its duration is per event."""
+
 
 def _call(observer: Observer, name: str, *args: Any) -> None:
     try:
@@ -206,6 +213,10 @@ class Observers:
     def claimed(self, stream: str, group: str, consumer: str, count: int) -> None:
         """A consumer claimed events."""
         self._each("claimed", stream, group, consumer, count)
+
+    def in_flight(self, stream: str, group: str, consumer: str, count: int, change: int) -> None:
+        """The number of events in a ``process`` handler changed."""
+        self._each("in_flight", stream, group, consumer, count, change)
 
 
 def dispatcher(observers: Iterable[Observer]) -> Observers | None:

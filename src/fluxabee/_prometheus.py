@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -61,10 +61,12 @@ class PrometheusObserver(Observer):
     ``<namespace>_published_total`` and ``_publish_failed_total`` (per stream);
     ``_consumed_total`` (handed to a handler), ``_acked_total``, ``_failed_total`` (left
     un-acked by a handler that raised), ``_retried_total``, ``_dead_lettered_total``,
-    ``_claimed_total`` (per stream and group); histograms ``_handler_duration_seconds``
-    (per batch) and ``_publish_to_handle_seconds`` (per event on its first delivery: the
-    time since the entry ID's millisecond timestamp, so publisher and consumer clocks
-    should agree). Metrics go to ``registry`` (prometheus_client's global one by default).
+    ``_claimed_total`` (per stream and group); the gauge ``_in_flight`` (events in a
+    ``process`` handler now, per stream and group); histograms ``_handler_duration_seconds``
+    (per batch; per event under ``process``) and ``_publish_to_handle_seconds`` (per event
+    on its first delivery: the time since the entry ID's millisecond timestamp, so
+    publisher and consumer clocks should agree). Metrics go to ``registry``
+    (prometheus_client's global one by default).
     """
 
     def __init__(
@@ -91,7 +93,7 @@ class PrometheusObserver(Observer):
         self._claimed = counter("claimed", "Events claimed from other consumers.", both)
         self._duration = Histogram(
             "handler_duration_seconds",
-            "Seconds a handler took per batch.",
+            "Seconds a handler took per batch (per event under process).",
             both,
             namespace=namespace,
             registry=registry,
@@ -104,6 +106,13 @@ class PrometheusObserver(Observer):
             namespace=namespace,
             registry=registry,
             buckets=tuple(latency_buckets),
+        )
+        self._in_flight = Gauge(
+            "in_flight",
+            "Events in a process handler now (all consumers of the stream and group here).",
+            both,
+            namespace=namespace,
+            registry=registry,
         )
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
 
@@ -167,6 +176,10 @@ class PrometheusObserver(Observer):
     def claimed(self, stream: str, group: str, consumer: str, count: int) -> None:
         """Count claims."""
         self._of(stream, group)[5].inc(count)
+
+    def in_flight(self, stream: str, group: str, consumer: str, count: int, change: int) -> None:
+        """Move the in-flight gauge (a sum over the consumers of this process)."""
+        self._in_flight.labels(stream, group).inc(change)
 
 
 class StatisticsCollector(Collector):

@@ -108,7 +108,7 @@ class RunLoop(ABC):
 
     # -- the log -------------------------------------------------------------------------
 
-    def _log_event_failure(self, event: Event[Any], exc: BaseException) -> None:
+    def log_event_failure(self, event: Event[Any], exc: BaseException) -> None:
         """A failure of ``event`` handed over alone: with its traceback the first time,
         one line (with the delivery count) after that."""
         first = event.id not in self.traced
@@ -147,7 +147,7 @@ class RunLoop(ABC):
         if len(events) > 1:
             log_batch_failure(self.stream, events, failure)
         else:
-            self._log_event_failure(events[0], failure)
+            self.log_event_failure(events[0], failure)
         handled = sum(1 for e in events if e.acked)
         failed = [e for e in events if not e.acked]
         if len(events) > 1:
@@ -181,7 +181,7 @@ class RunLoop(ABC):
             if failure is None:
                 handled += 1
                 continue
-            self._log_event_failure(events[0], failure)
+            self.log_event_failure(events[0], failure)
             if self.policy.dead_letters_at_once(failure):
                 yield from self.dead_letter(events, handed=[events[0].delivery_count])
                 continue

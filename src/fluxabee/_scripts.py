@@ -71,12 +71,14 @@ def read_single(
     consumer: str,
     count: int,
     pending: bool,
+    start: str = "0",
 ) -> ScriptCall:
-    """Read the group under the lock (see ``lua/read_single.lua`` for the reply)."""
+    """Read the group under the lock (see ``lua/read_single.lua`` for the reply); with
+    ``pending``, own pending entries after ``start`` first."""
     return ScriptCall(
         script("read_single"),
         (stream, lock),
-        (token, ttl_ms, group, consumer, count, b"0" if pending else b">"),
+        (token, ttl_ms, group, consumer, count, start.encode() if pending else b">"),
     )
 
 

@@ -17,6 +17,10 @@ Fixtures:
 - ``engine`` / ``async_engine``: an :class:`~fluxabee.Engine` / :class:`~fluxabee.AsyncEngine`
   on a clean database, closed after the test (``async_engine`` needs pytest-asyncio).
 
+And :func:`running`, to run a :class:`~fluxabee.App`'s handlers while a test publishes:
+``async with running(app) as run: app.publish(...); await run.drained()`` (``with`` and a
+plain ``run.drained()`` for an app of plain ``def`` handlers).
+
 A test reads like this::
 
     def test_orders_are_handled(engine):
@@ -31,17 +35,26 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._app import NotDrainedError
+from ._async.apptest import AsyncRunning
 from ._async.engine import AsyncEngine
 from ._localserver import HOST, LocalServer
+from ._sync.apptest import Running
 from ._sync.engine import Engine
 from .config import Config
 from .errors import LocalServerError
 
+if TYPE_CHECKING:
+    from ._application import App
+
 __all__ = [
+    "AsyncRunning",
+    "NotDrainedError",
+    "Running",
     "async_engine",
     "engine",
     "flushall",
@@ -49,6 +62,7 @@ __all__ = [
     "fluxabee_redis_url",
     "fluxabee_streams",
     "redis_server",
+    "running",
 ]
 
 _FLUSHALL = b"*1\r\n$8\r\nFLUSHALL\r\n"
@@ -128,3 +142,43 @@ except ImportError:  # pragma: no cover - pytest-asyncio is not installed
 
 else:
     async_engine = pytest_asyncio.fixture(_async_engine, name="async_engine")  # type: ignore[assignment]
+
+
+class running:
+    """Run ``app``'s handlers in the background for the block of a test.
+
+    ``async with running(app) as run:`` (asyncio: an :class:`AsyncRunning`) or
+    ``with running(app) as run:`` (threads, plain ``def`` handlers: a :class:`Running`)
+    opens the app, so ``app.publish`` / ``app.flush`` work in the block, and runs every
+    handler; ``[await] run.drained()`` waits until they handled everything published so
+    far (follow-ups included) without a sleep in the test; leaving the block stops the
+    app gracefully and raises what stopped a handler loop, if anything did::
+
+        async def test_orders_are_billed(fluxabee_config):
+            app = make_app(fluxabee_config("orders", "invoices"))
+            async with running(app) as run:
+                app.publish("orders", {"id": 1})
+                await run.drained()
+            assert ...
+    """
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._sync: Running | None = None
+        self._async: AsyncRunning | None = None
+
+    def __enter__(self) -> Running:
+        self._sync = Running(self._app)
+        return self._sync.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._sync is not None:
+            self._sync.__exit__(*exc_info)
+
+    async def __aenter__(self) -> AsyncRunning:
+        self._async = AsyncRunning(self._app)
+        return await self._async.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._async is not None:
+            await self._async.__aexit__(*exc_info)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -22,10 +22,12 @@ from .._machine import ConsumerMachine
 from .._observe import Batch, Observers
 from .._policy import RetryPolicy
 from .._streamconfig import Stream
-from ..errors import BrokerConnectionError, ClosedError
+from .._window import DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_TIMEOUT, Window, key_function
+from ..errors import BrokerConnectionError, ClosedError, InvalidArgumentError
 from ..event import AsyncEvent
 from .client import AsyncCommands
 from .lock import AsyncLock
+from .process import AsyncProcessor
 
 logger = logging.getLogger("fluxabee")
 T = TypeVar("T")
@@ -283,6 +285,86 @@ class AsyncConsumer:
             return await self._driver.drive(flow, handler)
         finally:
             self._stop.clear()  # the stop is spent: a later run() runs again
+            if self._lock is not None:
+                await self._lock.release()
+
+    async def process(
+        self,
+        handler: Callable[[AsyncEvent], Any],
+        *,
+        concurrency: int | None = None,
+        key: str | Callable[[AsyncEvent], Hashable] | None = None,
+        block: float | _dt.timedelta = RUN_BLOCK_SLICE,
+        min_idle: float | _dt.timedelta | None = None,
+        shutdown_timeout: float | _dt.timedelta = DEFAULT_SHUTDOWN_TIMEOUT,
+    ) -> int:
+        """Handle events one at a time, up to ``concurrency`` at once, until :meth:`stop`;
+        return how many a handler finished without an error. ``handler(event)`` takes
+        **one** event; :meth:`run` is for batch handlers.
+
+        - **A sliding window**: a new event starts as soon as one finishes; reads ask only
+          for free slots; finished events are acked together every few milliseconds.
+          ``concurrency`` defaults to 10 (1 for ``consumer_single`` without ``key``).
+        - **Order per key**: ``key`` (a function of the event, or the name of a meta field)
+          makes events with the same key run one at a time, in stream order, among the
+          events this consumer got; a failed event holds its key until it succeeds or is
+          dead-lettered. Without ``key`` no order is kept (``consumer_many``), or the whole
+          stream's (``consumer_single``, which then takes only ``concurrency=1``).
+        - **Retries hold no slot**: a failed event waits for the retry policy's backoff
+          outside the window; ``raise fluxabee.Retry(after=...)`` sets that wait instead
+          (logged at info level, still counted toward ``max_deliveries``).
+        - **Leases**: every event held is renewed every ``min_idle / 3`` (XCLAIM to itself,
+          JUSTID), so no other consumer claims it; ``consumer_many`` also claims entries
+          idle longer than ``min_idle`` (default: the consumer's) every ``min_idle / 2``.
+        - **Stop**: :meth:`stop` stops reading, lets handlers finish for up to
+          ``shutdown_timeout`` (then asyncio handlers are cancelled; under threads
+          ``process`` returns without waiting), acks what finished and hands back what
+          was never started (their idle time set past ``min_idle``, so the next claim of
+          any consumer takes them). Unfinished events stay pending, never acked.
+
+        Under asyncio an ``async def`` handler runs as tasks and a plain ``def`` one in
+        threads; under the sync API the handler runs in a pool of ``concurrency`` threads.
+        Outages are waited out as in :meth:`run`; errors that need a human propagate.
+        """
+        ordered = self._lock is not None
+        if concurrency is None:
+            concurrency = 1 if ordered and key is None else DEFAULT_CONCURRENCY
+        concurrency = validate.count(concurrency, "concurrency")
+        if ordered and key is None and concurrency > 1:
+            raise InvalidArgumentError(
+                "consumer_single without key keeps the whole stream's order: only "
+                "concurrency=1 can keep it (pass key= to run different keys in parallel)"
+            )
+        key_of = key_function(key)
+        block_ms = validate.ms(min(validate.seconds(block, "block"), RUN_BLOCK_SLICE), "block")
+        idle = self._min_idle if min_idle is None else validate.seconds(min_idle, "min_idle")
+        grace = validate.seconds(shutdown_timeout, "shutdown_timeout")
+        AsyncBackend.check_handler(handler)
+        self._check_open()
+        window = Window(
+            concurrency=concurrency,
+            key=key_of,
+            ordered=ordered,
+            policy=self._policy,
+            min_idle=idle,
+            clock=time.monotonic,
+            claims=not ordered,
+        )
+        processor = AsyncProcessor(
+            driver=self._driver,
+            machine=self._machine,
+            stop=self._stop,
+            handler=handler,
+            window=window,
+            block_ms=block_ms,
+            min_idle_ms=validate.ms(idle, "min_idle"),
+            shutdown_timeout=grace,
+            observers=self._machine.observers,
+        )
+        try:
+            return await processor.run()
+        finally:
+            self._stop.clear()  # the stop is spent: a later run() or process() runs again
             if self._lock is not None:
                 await self._lock.release()
 

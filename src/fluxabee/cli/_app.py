@@ -235,7 +235,7 @@ def _fail(exc: BaseException, code: int) -> int:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    from . import _commands, _dashboard, _demo, _worker  # noqa: F401, PLC0415 - they register
+    from . import _commands, _dashboard, _demo, _run, _worker  # noqa: F401, PLC0415 - they register
 
     STATE.debug = STATE.defaulted = False
     try:

@@ -140,6 +140,16 @@ def _exit_now() -> None:
     os._exit(FORCED_EXIT)
 
 
+def _serve(consumer: Any, handler: Any, options: dict[str, Any]) -> Any:
+    """``run`` with a batch handler, or ``process`` (one event per call) with
+    ``--concurrency`` or ``--key``; an awaitable under asyncio."""
+    if options["concurrency"] is None and options["key"] is None:
+        return consumer.run(options["count"], options["block"], handler)
+    return consumer.process(
+        handler, concurrency=options["concurrency"], key=options["key"], block=options["block"]
+    )
+
+
 def _run_sync(engine: Engine, handler: Any, streams: list[str], options: dict[str, Any]) -> int:
     broker = engine.new_context().event_broker()
     consumers: list[Consumer] = [_make(broker, s, options) for s in streams]
@@ -162,7 +172,7 @@ def _run_sync(engine: Engine, handler: Any, streams: list[str], options: dict[st
         try:
             with consumers[index] as consumer:
                 _started(consumer)
-                totals[index] = consumer.run(options["count"], options["block"], handler)
+                totals[index] = _serve(consumer, handler, options)
         except BaseException as exc:
             failures.append(exc)
             stop(0, None)
@@ -206,7 +216,7 @@ async def _run_async(
         async def work(consumer: Any) -> int:
             async with consumer:
                 _started(consumer)
-                result: int = await consumer.run(options["count"], options["block"], handler)
+                result: int = await _serve(consumer, handler, options)
                 return result
 
         tasks += [asyncio.ensure_future(work(c)) for c in consumers]
@@ -245,6 +255,14 @@ def _started(consumer: Any) -> None:
 @click.option("--name", metavar="NAME",
               help="A stable consumer name (say the pod or host name): a restart re-reads "
                    "what it left pending at once. Default: a generated one.")  # fmt: skip
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    help="consumer.process: events in the handler at once (it takes one event).",
+)
+@click.option(
+    "--key", metavar="FIELD", help="consumer.process: events with the same FIELD meta run in order."
+)
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics.")
 @click.option("--metrics-address", default="0.0.0.0", show_default=True,
               help="Address the metrics server listens on: every interface by default, as "
@@ -264,6 +282,8 @@ def worker(
     min_idle: float,
     max_deliveries: int,
     name: str | None,
+    concurrency: int | None,
+    key: str | None,
     metrics_port: int | None,
     metrics_address: str,
     trace: bool,
@@ -274,6 +294,8 @@ def worker(
     The handler takes a list of events (plain or async def). Failed events are retried
     and dead-lettered by the retry policy; a stop finishes and acks the batch in hand, and
     a second Ctrl-C stops at once (exit code 130), leaving it pending.
+    With --concurrency or --key it takes one event (consumer.process): up to N in flight,
+    in order per --key; a stop lets those in flight finish and hands back the rest.
     """
     handler = load_handler(handler_path)
     if not target.streams:
@@ -298,6 +320,8 @@ def worker(
         "min_idle": min_idle,
         "name": name,
         "policy": RetryPolicy(max_deliveries=max_deliveries),
+        "concurrency": concurrency,
+        "key": key,
     }
     if block <= 0:
         raise InvalidArgumentError(f"--block must be above 0, got {age(block)}")

@@ -1,0 +1,169 @@
+"""Where ``process`` differs between asyncio and threads: running work, waiting for the first.
+
+The asyncio shell of ``process`` (:mod:`fluxabee._async.process`) calls
+:class:`AsyncWorkers`; ``scripts/unasync.py`` renames it :class:`SyncWorkers` in the
+generated sync shell. Under asyncio each handler call is a task (a plain ``def`` handler
+runs in a thread through :func:`asyncio.to_thread`); under threads each is a job of a real
+:class:`~concurrent.futures.ThreadPoolExecutor` of ``concurrency`` threads, and the read
+runs in a thread of its own so the loop can wait for whichever ends first. No event loop
+runs in a hidden thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import queue
+from collections.abc import Callable, Collection, Coroutine
+from concurrent import futures
+from typing import Any, TypeVar
+
+from ._validate import _is_async
+from .errors import InvalidArgumentError
+
+T = TypeVar("T")
+
+
+class AsyncWorkers:
+    """Tasks of one ``process`` loop under asyncio; finished ones are collected as they end
+    (a done callback each), so waiting costs nothing per task still running."""
+
+    def __init__(self, concurrency: int, handler: Callable[..., Any]) -> None:
+        self._handler = handler
+        self._is_async = _is_async(handler)
+        self._finished: list[asyncio.Task[Any]] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def call(self, event: Any) -> None:
+        """Call the handler with one event (a plain ``def`` in a thread)."""
+        if self._is_async:
+            await self._handler(event)
+            return
+        result = await asyncio.to_thread(self._handler, event)
+        if inspect.isawaitable(result):  # a callable object whose __call__ returns one
+            await result
+
+    def submit(self, work: Callable[[], Coroutine[Any, Any, T]]) -> asyncio.Task[T]:
+        """Run ``work()`` as a task."""
+        task = asyncio.get_running_loop().create_task(work())
+        task.add_done_callback(self._ended)
+        return task
+
+    spawn = submit
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._finished.append(task)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @staticmethod
+    def done(job: asyncio.Task[T]) -> T:
+        """The result of a finished job (its exception raised)."""
+        return job.result()
+
+    async def wait(self, timeout: float) -> list[Any]:
+        """The jobs that finished since the last call, waiting up to ``timeout`` seconds
+        for one when none has."""
+        if not self._finished:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        finished, self._finished = self._finished, []
+        return finished
+
+    async def settle(self, job: Any, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for ``job`` to end."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait([job], timeout=timeout)
+
+    async def abandon(self, jobs: Collection[asyncio.Task[Any]]) -> None:
+        """Give up on ``jobs`` (handlers past the shutdown timeout): cancel them and wait
+        for them to end."""
+        for job in jobs:
+            job.cancel()
+        if jobs:
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Nothing to release under asyncio (threads come from the loop's executor)."""
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class SyncWorkers:
+    """A thread pool of ``concurrency`` threads for one ``process`` loop, and a read thread;
+    finished jobs are collected in a queue as they end."""
+
+    def __init__(self, concurrency: int, handler: Callable[..., Any]) -> None:
+        self._handler = handler
+        self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix="fluxabee-handler")
+        self._reader = futures.ThreadPoolExecutor(1, thread_name_prefix="fluxabee-read")
+        self._finished: queue.SimpleQueue[futures.Future[Any]] = queue.SimpleQueue()
+
+    def call(self, event: Any) -> None:
+        """Call the handler with one event (in a pool thread)."""
+        result = self._handler(event)
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise InvalidArgumentError(
+                "the sync API got an async handler: use fluxabee.AsyncEngine for async def"
+            )
+
+    def submit(self, work: Callable[[], T]) -> futures.Future[T]:
+        """Run ``work()`` in the handler pool."""
+        job = self._pool.submit(work)
+        job.add_done_callback(self._finished.put)
+        return job
+
+    def spawn(self, work: Callable[[], T]) -> futures.Future[T]:
+        """Run ``work()`` (a read) in the read thread."""
+        job = self._reader.submit(work)
+        job.add_done_callback(self._finished.put)
+        return job
+
+    @staticmethod
+    def done(job: futures.Future[T]) -> T:
+        """The result of a finished job (its exception raised)."""
+        return job.result()
+
+    def wait(self, timeout: float) -> list[Any]:
+        """The jobs that finished since the last call, waiting up to ``timeout`` seconds
+        for one when none has."""
+        finished = self._finished
+        try:
+            out = [finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                out.append(finished.get_nowait())
+            except queue.Empty:
+                return out
+
+    def settle(self, job: Any, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for ``job`` to end."""
+        futures.wait([job], timeout=timeout)
+
+    def abandon(self, jobs: Collection[futures.Future[Any]]) -> None:
+        """Give up on ``jobs`` (handlers past the shutdown timeout): threads cannot be
+        cancelled, so ``process`` returns without waiting for them."""
+        for job in jobs:
+            job.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Release the threads (waits for the read thread; handlers have ended)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._reader.shutdown(wait=True)

@@ -1,0 +1,57 @@
+"""``process`` under asyncio only: cancelling it leaves nothing stranded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+
+from fluxabee import AsyncEngine, AsyncEvent, AsyncEventBroker, Config
+from tests.helpers import AsyncHelpers
+
+
+@pytest.fixture
+async def async_broker(config: Config) -> AsyncIterator[AsyncEventBroker]:
+    """An asyncio broker on the test server."""
+    async with AsyncEngine(config) as engine:
+        yield engine.new_context().event_broker()
+
+
+async def test_cancelling_process_leaves_every_event_acked_or_pending_and_handed_later(
+    async_broker: AsyncEventBroker, rclient: redis.Redis
+) -> None:
+    broker = async_broker
+    for n in range(20):
+        broker.publish("test-stream", n, meta={"k": str(n % 3)})
+    await broker.flush()
+    consumer = broker.consumer_many("test-stream")
+    started: list[int] = []
+
+    async def stuck(event: AsyncEvent) -> None:
+        started.append(event.body)
+        if event.body >= 3:
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(consumer.process(stuck, concurrency=5, key="k", block=0.05))
+    await AsyncHelpers.wait_for(lambda: len(started) == 3 + 3)  # 0, 1, 2 done; 3, 4, 5 stuck
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # 0, 1, 2 acked; the three stuck ones and the two queued behind their keys stay pending
+    assert rclient.xlen("test-stream") == 17
+    assert rclient.xpending("test-stream", consumer.group)["pending"] == 5
+    seen: list[int] = []
+
+    async def handler(event: AsyncEvent) -> None:
+        seen.append(event.body)
+        if len(seen) == 17:
+            consumer.stop()
+
+    assert await consumer.process(handler, concurrency=5, key="k", block=0.05) == 17
+    assert sorted(seen) == list(range(3, 20))
+    for key in range(3):
+        mine = [n for n in seen if n % 3 == key]
+        assert mine == sorted(mine)  # the stranded ones first, in order per key
+    assert rclient.xlen("test-stream") == 0
