@@ -143,6 +143,10 @@ class ConsumerMachine(RunLoop):
         #: ``fluxabee claim`` (XCLAIM) may have put entries there; an empty read of new
         #: entries looks at once.
         self.pending_check_due = clock() + OWN_PENDING_INTERVAL
+        #: Whether an empty read and :data:`OWN_PENDING_INTERVAL` look at the own pending
+        #: list again. ``process`` turns it off: its window holds events (in the handler,
+        #: behind their key, in backoff) whose re-read would raise their delivery counts.
+        self.rescan_own_pending = True
         #: A ``consumer_single`` standby said that it waits (once per wait), and the
         #: holder's remaining lock time when last refused.
         self._standing_by = False
@@ -223,7 +227,7 @@ class ConsumerMachine(RunLoop):
 
     def _read_once(self, count: int, block_ms: int) -> Flow[list[Any]]:
         now = self._clock()
-        if now >= self.pending_check_due:  # entries someone else claimed to us (XCLAIM)
+        if self.rescan_own_pending and now >= self.pending_check_due:  # claimed to us
             self.pending_first = True
             self.pending_check_due = now + OWN_PENDING_INTERVAL
         if self.lease is not None:
@@ -249,7 +253,7 @@ class ConsumerMachine(RunLoop):
             self.lost_reply()
             raise
         new = raw_entries(_raise_errors([reply])[0])
-        if not new:  # idle: a look at the own pending list costs one cheap round trip
+        if not new and self.rescan_own_pending:  # idle: a look at the own pending list
             self.pending_first = True
         return new
 

@@ -115,6 +115,7 @@ class AsyncProcessor:
         # A new window holds nothing: whatever is pending on this consumer (an earlier
         # loop's unfinished or cancelled events) is read again first, in stream order.
         self._machine.lost_reply()
+        self._machine.rescan_own_pending = False  # the window knows what it holds
         try:
             while True:
                 if self._stop.is_set() and not window.stopping:
@@ -154,6 +155,7 @@ class AsyncProcessor:
                     elif job in jobs:
                         self._finished(jobs.pop(job), workers.done(job))
         finally:
+            self._machine.rescan_own_pending = True
             await self._leave()
         return self._handled
 

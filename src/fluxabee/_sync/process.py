@@ -116,6 +116,7 @@ class Processor:
         # A new window holds nothing: whatever is pending on this consumer (an earlier
         # loop's unfinished or cancelled events) is read again first, in stream order.
         self._machine.lost_reply()
+        self._machine.rescan_own_pending = False  # the window knows what it holds
         try:
             while True:
                 if self._stop.is_set() and not window.stopping:
@@ -155,6 +156,7 @@ class Processor:
                     elif job in jobs:
                         self._finished(jobs.pop(job), workers.done(job))
         finally:
+            self._machine.rescan_own_pending = True
             self._leave()
         return self._handled
 
