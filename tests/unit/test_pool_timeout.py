@@ -14,7 +14,7 @@ from fluxabee._async.sentinel import AsyncSentinelClient
 from fluxabee._backends import SyncNetworkBackend
 from fluxabee._connparams import conn_params
 from fluxabee._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
-from fluxabee._sync.client import PoolClient
+from fluxabee._sync.client import ServerClient
 from fluxabee._sync.cluster import ClusterClient
 from fluxabee._sync.sentinel import SentinelClient
 
@@ -59,7 +59,7 @@ def test_every_topologys_connections_carry_the_timeout() -> None:
         uri="redis://:pw@m/0", sentinels=["s1:26379"], master_name="m", timeout=0.5
     )
     params = [
-        PoolClient(single, SyncNetworkBackend())._params,
+        ServerClient(single, SyncNetworkBackend())._params,
         *ClusterClient(cluster, SyncNetworkBackend())._seeds,
         AsyncClusterClient(cluster, AsyncNetworkBackend())._base,
         SentinelClient(sentinel, SyncNetworkBackend())._params,

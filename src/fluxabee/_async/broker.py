@@ -50,7 +50,7 @@ from ..errors import (
 )
 from ..event import AsyncDeadLetter
 from .client import AsyncCommands
-from .clients import AsyncClients, AsyncPool
+from .clients import AsyncClients, AsyncTopology
 from .consumer import AsyncConsumer, AsyncDriver
 from .dead_letters import read_dead_letters, replay_dead_letters
 from .inspection import AsyncInspection
@@ -191,7 +191,7 @@ class AsyncEventBroker(AsyncInspection):
             return flush.outcome()
 
     async def _flush_pool(
-        self, flush: Flush, client: AsyncPool, indexes: list[int], wait: list[Arg] | None
+        self, flush: Flush, client: AsyncTopology, indexes: list[int], wait: list[Arg] | None
     ) -> None:
         try:
             groups = await client.route([flush.items[i].slot for i in indexes])
@@ -223,7 +223,7 @@ class AsyncEventBroker(AsyncInspection):
     async def _flush_node(
         self,
         flush: Flush,
-        client: AsyncPool,
+        client: AsyncTopology,
         node: AsyncCommands,
         indexes: list[int],
         *,

@@ -1,4 +1,10 @@
-"""Connections to one Redis pool: pipelined raw commands, errors translated at this edge.
+"""Connections to one Redis server: pipelined raw commands, errors translated at this edge.
+
+Names: a *pool* is a configured :class:`~fluxabee.RedisPool` (a code, a URI, streams); a
+*server client* (:class:`AsyncServerClient`) holds the connections to one server (a
+Cluster node or a Sentinel-managed master has one too); a *topology client*
+(:data:`fluxabee._async.clients.AsyncTopology`) is what one pool reads and writes
+through: a server client, a Cluster client or a Sentinel client.
 
 fluxabee speaks RESP itself: commands are packed by :mod:`fluxabee._protocol`, written in
 one go, and the replies parsed by hiredis straight from the socket, a chunk at a time (not
@@ -36,7 +42,7 @@ from ..errors import (
 class AsyncCommands(Protocol):
     """What consumers, locks and dead letters need of a client: commands for one slot.
 
-    A pool client of one server is one; on a Cluster it is the client of one slot.
+    A server client is one; on a Cluster it is the client of one slot.
     """
 
     @property
@@ -153,8 +159,8 @@ class AsyncConnection:
         self._stream.abort()
 
 
-class AsyncPoolClient:
-    """The connections of one configured Redis pool (a LIFO list of idle ones).
+class AsyncServerClient:
+    """The connections to one Redis server (a LIFO list of idle ones).
 
     The idle list is guarded (the sync twin shares it with the lock-keeper thread); every
     connection, idle or in use, is known, so :meth:`aclose` also wakes a blocked read.
@@ -347,11 +353,11 @@ class AsyncPoolClient:
 
     # -- the topology surface: one node serves every slot ---------------------------
 
-    async def route(self, slots: Sequence[int]) -> list[tuple[AsyncPoolClient, list[int]]]:
+    async def route(self, slots: Sequence[int]) -> list[tuple[AsyncServerClient, list[int]]]:
         """The node client for each group of ``slots`` (indexes): here, this one for all."""
         return [(self, list(range(len(slots))))]
 
-    def for_slot(self, slot: int) -> AsyncPoolClient:
+    def for_slot(self, slot: int) -> AsyncServerClient:
         """The client for commands of ``slot``: this one."""
         return self
 

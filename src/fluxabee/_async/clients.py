@@ -9,21 +9,22 @@ from .._backends import AsyncNetworkBackend
 from .._keys import key_slot
 from ..config import Config
 from ..errors import ClosedError
-from .client import AsyncCommands, AsyncPoolClient
+from .client import AsyncCommands, AsyncServerClient
 from .cluster import AsyncClusterClient
 from .sentinel import AsyncSentinelClient
 
-#: A pool-level client: ``route`` / ``for_slot`` / ``topology_changed`` / ``aclose``.
-AsyncPool = AsyncPoolClient | AsyncClusterClient
+#: The client of one configured pool's topology (one server, a Sentinel-managed master or a
+#: Cluster): ``route`` / ``for_slot`` / ``topology_changed`` / ``aclose``.
+AsyncTopology = AsyncServerClient | AsyncClusterClient
 
 
 class AsyncClients:
-    """The pool clients of one engine, created on first use, one per pool code."""
+    """The topology clients of one engine, created on first use, one per pool code."""
 
     def __init__(self, config: Config, backend: AsyncNetworkBackend | None = None) -> None:
         self.config = config
         self._backend = backend or AsyncNetworkBackend()
-        self._clients: dict[str, AsyncPool] = {}
+        self._clients: dict[str, AsyncTopology] = {}
         #: Locks being kept in the background; the engine releases them when it closes.
         self.locks: set[Any] = set()
         #: Set once the engine closed: every later use raises :class:`ClosedError`.
@@ -36,7 +37,7 @@ class AsyncClients:
         if self.closed:
             raise ClosedError("the engine is closed")
 
-    def client(self, code: str) -> AsyncPool:
+    def client(self, code: str) -> AsyncTopology:
         """The client of pool ``code`` (no IO: connections open on first command), whatever
         its topology: one server, a Sentinel-managed master or a Cluster."""
         self.check_open()
@@ -48,7 +49,7 @@ class AsyncClients:
             elif pool.topology == "sentinel":
                 found = AsyncSentinelClient(pool, self._backend)
             else:
-                found = AsyncPoolClient(pool, self._backend)
+                found = AsyncServerClient(pool, self._backend)
             self._clients[code] = found
         return found
 

@@ -2,7 +2,7 @@
 
 The rules (which node, what MOVED / ASK / a failure mean) are in :mod:`fluxabee._cluster`;
 this module asks the cluster for its map (CLUSTER SHARDS, or CLUSTER SLOTS on Redis 6.2),
-keeps an :class:`~fluxabee._async.client.AsyncPoolClient` per master, and follows
+keeps an :class:`~fluxabee._async.client.AsyncServerClient` per master, and follows
 redirects. The broker and the consumers see the same surface as for one server:
 ``route`` groups commands by node (``flush``, statistics) and ``for_slot`` gives a client
 for the commands of one slot (a consumer's stream, its lock and dead letters).
@@ -36,10 +36,10 @@ from ..errors import (
     RedisReplyError,
     RedisUnavailableError,
 )
-from .client import AsyncPoolClient, call_one
+from .client import AsyncServerClient, call_one
 
 #: Sends commands ``start:`` to a node (asking or not) and appends their replies to ``out``.
-_Send = Callable[[AsyncPoolClient, bool, int, list[Any]], Any]
+_Send = Callable[[AsyncServerClient, bool, int, list[Any]], Any]
 
 
 class AsyncClusterClient:
@@ -51,9 +51,9 @@ class AsyncClusterClient:
         self._seeds = [conn_params(url, pool.timeout_seconds) for url in pool.urls]
         self._base = self._seeds[0]  # credentials and TLS shared by every node
         self._tls = self._base.tls is not None
-        self._nodes: dict[Address, AsyncPoolClient] = {}
+        self._nodes: dict[Address, AsyncServerClient] = {}
         #: Pools of nodes that left the map with a connection still in use.
-        self._departed: list[AsyncPoolClient] = []
+        self._departed: list[AsyncServerClient] = []
         self._slots: dict[int, AsyncSlotClient] = {}
         self._map: SlotMap | None = None
         self._stale = True
@@ -65,7 +65,7 @@ class AsyncClusterClient:
         """The seeds' addresses, for messages (never a password)."""
         return "cluster " + ", ".join(p.describe() for p in self._seeds)
 
-    def node(self, address: Address) -> AsyncPoolClient:
+    def node(self, address: Address) -> AsyncServerClient:
         """The connection pool of the node at ``address`` (no IO); :class:`ClosedError`
         once the engine closed (as a single server's pool: no new node, no new connection)."""
         if self._closed:
@@ -82,7 +82,7 @@ class AsyncClusterClient:
             # for the same node at the same time, and a pool replaced in the dict would
             # keep its connections where aclose never finds them.
             found = self._nodes.setdefault(
-                address, AsyncPoolClient(self.pool, self._backend, params)
+                address, AsyncServerClient(self.pool, self._backend, params)
             )
             if self._closed:  # closed meanwhile: the pool has no connection, none opens
                 raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
@@ -149,7 +149,7 @@ class AsyncClusterClient:
         """A node failed or answered READONLY / CLUSTERDOWN: ask for the map next time."""
         self._stale = True
 
-    async def owner(self, slot: int) -> AsyncPoolClient:
+    async def owner(self, slot: int) -> AsyncServerClient:
         """The client of the master serving ``slot``."""
         address = (await self.slot_map()).owner(slot)
         if address is None:
@@ -157,7 +157,7 @@ class AsyncClusterClient:
             raise RedisUnavailableError(f"CLUSTERDOWN no node serves slot {slot}")
         return self.node(address)
 
-    async def route(self, slots: Sequence[int]) -> list[tuple[AsyncPoolClient, list[int]]]:
+    async def route(self, slots: Sequence[int]) -> list[tuple[AsyncServerClient, list[int]]]:
         """``slots``' indexes grouped by the master that serves them (one pipeline each)."""
         groups = (await self.slot_map()).group(slots)
         if None in groups:
@@ -236,9 +236,9 @@ class AsyncSlotClient:
         timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
-        """As :meth:`AsyncPoolClient.execute_packed`, on the slot's master."""
+        """As :meth:`AsyncServerClient.execute_packed`, on the slot's master."""
 
-        async def send(node: AsyncPoolClient, asking: bool, start: int, got: list[Any]) -> None:
+        async def send(node: AsyncServerClient, asking: bool, start: int, got: list[Any]) -> None:
             part = payload if start == 0 else split_packed(payload, count)[start:]
             await node.execute_packed(
                 part, count - start, out=got, timeout=timeout, retry_safe=retry_safe, asking=asking
@@ -254,9 +254,9 @@ class AsyncSlotClient:
         timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
-        """As :meth:`AsyncPoolClient.execute`, on the slot's master."""
+        """As :meth:`AsyncServerClient.execute`, on the slot's master."""
 
-        async def send(node: AsyncPoolClient, asking: bool, start: int, got: list[Any]) -> None:
+        async def send(node: AsyncServerClient, asking: bool, start: int, got: list[Any]) -> None:
             await node.execute(
                 commands[start:], out=got, timeout=timeout, retry_safe=retry_safe, asking=asking
             )

@@ -21,10 +21,10 @@ from ..errors import (
     RedisReplyError,
     RedisUnavailableError,
 )
-from .client import AsyncConnection, AsyncPoolClient
+from .client import AsyncConnection, AsyncServerClient
 
 
-class AsyncSentinelClient(AsyncPoolClient):
+class AsyncSentinelClient(AsyncServerClient):
     """The connections to the current master of a Sentinel pool."""
 
     def __init__(self, pool: RedisPool, backend: AsyncNetworkBackend) -> None:
@@ -48,7 +48,7 @@ class AsyncSentinelClient(AsyncPoolClient):
         return await super()._acquire()
 
     async def _ask(self, params: ConnParams, command: list[Any]) -> Any:
-        client = AsyncPoolClient(self.pool, self._backend, params)
+        client = AsyncServerClient(self.pool, self._backend, params)
         try:
             return await client.call(command, retry_safe=True)
         finally:
@@ -136,7 +136,7 @@ class AsyncSentinelClient(AsyncPoolClient):
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:
-        """As :meth:`AsyncPoolClient.execute_packed`, on the current master."""
+        """As :meth:`AsyncServerClient.execute_packed`, on the current master."""
         replies: list[Any] = [] if out is None else out
         try:
             await super().execute_packed(

@@ -51,7 +51,7 @@ from ..errors import (
 )
 from ..event import SyncDeadLetter
 from .client import Commands
-from .clients import Clients, Pool
+from .clients import Clients, Topology
 from .consumer import Consumer, Driver
 from .dead_letters import read_dead_letters, replay_dead_letters
 from .inspection import Inspection
@@ -192,7 +192,7 @@ class EventBroker(Inspection):
             return flush.outcome()
 
     def _flush_pool(
-        self, flush: Flush, client: Pool, indexes: list[int], wait: list[Arg] | None
+        self, flush: Flush, client: Topology, indexes: list[int], wait: list[Arg] | None
     ) -> None:
         try:
             groups = client.route([flush.items[i].slot for i in indexes])
@@ -224,7 +224,7 @@ class EventBroker(Inspection):
     def _flush_node(
         self,
         flush: Flush,
-        client: Pool,
+        client: Topology,
         node: Commands,
         indexes: list[int],
         *,

@@ -10,21 +10,22 @@ from .._backends import SyncNetworkBackend
 from .._keys import key_slot
 from ..config import Config
 from ..errors import ClosedError
-from .client import Commands, PoolClient
+from .client import Commands, ServerClient
 from .cluster import ClusterClient
 from .sentinel import SentinelClient
 
-#: A pool-level client: ``route`` / ``for_slot`` / ``topology_changed`` / ``close``.
-Pool = PoolClient | ClusterClient
+#: The client of one configured pool's topology (one server, a Sentinel-managed master or a
+#: Cluster): ``route`` / ``for_slot`` / ``topology_changed`` / ``close``.
+Topology = ServerClient | ClusterClient
 
 
 class Clients:
-    """The pool clients of one engine, created on first use, one per pool code."""
+    """The topology clients of one engine, created on first use, one per pool code."""
 
     def __init__(self, config: Config, backend: SyncNetworkBackend | None = None) -> None:
         self.config = config
         self._backend = backend or SyncNetworkBackend()
-        self._clients: dict[str, Pool] = {}
+        self._clients: dict[str, Topology] = {}
         #: Locks being kept in the background; the engine releases them when it closes.
         self.locks: set[Any] = set()
         #: Set once the engine closed: every later use raises :class:`ClosedError`.
@@ -37,7 +38,7 @@ class Clients:
         if self.closed:
             raise ClosedError("the engine is closed")
 
-    def client(self, code: str) -> Pool:
+    def client(self, code: str) -> Topology:
         """The client of pool ``code`` (no IO: connections open on first command), whatever
         its topology: one server, a Sentinel-managed master or a Cluster."""
         self.check_open()
@@ -49,7 +50,7 @@ class Clients:
             elif pool.topology == "sentinel":
                 found = SentinelClient(pool, self._backend)
             else:
-                found = PoolClient(pool, self._backend)
+                found = ServerClient(pool, self._backend)
             self._clients[code] = found
         return found
 

@@ -3,7 +3,7 @@
 
 The rules (which node, what MOVED / ASK / a failure mean) are in :mod:`fluxabee._cluster`;
 this module asks the cluster for its map (CLUSTER SHARDS, or CLUSTER SLOTS on Redis 6.2),
-keeps an :class:`~fluxabee._async.client.PoolClient` per master, and follows
+keeps an :class:`~fluxabee._async.client.ServerClient` per master, and follows
 redirects. The broker and the consumers see the same surface as for one server:
 ``route`` groups commands by node (``flush``, statistics) and ``for_slot`` gives a client
 for the commands of one slot (a consumer's stream, its lock and dead letters).
@@ -37,10 +37,10 @@ from ..errors import (
     RedisReplyError,
     RedisUnavailableError,
 )
-from .client import PoolClient, call_one
+from .client import ServerClient, call_one
 
 #: Sends commands ``start:`` to a node (asking or not) and appends their replies to ``out``.
-_Send = Callable[[PoolClient, bool, int, list[Any]], Any]
+_Send = Callable[[ServerClient, bool, int, list[Any]], Any]
 
 
 class ClusterClient:
@@ -52,9 +52,9 @@ class ClusterClient:
         self._seeds = [conn_params(url, pool.timeout_seconds) for url in pool.urls]
         self._base = self._seeds[0]  # credentials and TLS shared by every node
         self._tls = self._base.tls is not None
-        self._nodes: dict[Address, PoolClient] = {}
+        self._nodes: dict[Address, ServerClient] = {}
         #: Pools of nodes that left the map with a connection still in use.
-        self._departed: list[PoolClient] = []
+        self._departed: list[ServerClient] = []
         self._slots: dict[int, SlotClient] = {}
         self._map: SlotMap | None = None
         self._stale = True
@@ -66,7 +66,7 @@ class ClusterClient:
         """The seeds' addresses, for messages (never a password)."""
         return "cluster " + ", ".join(p.describe() for p in self._seeds)
 
-    def node(self, address: Address) -> PoolClient:
+    def node(self, address: Address) -> ServerClient:
         """The connection pool of the node at ``address`` (no IO); :class:`ClosedError`
         once the engine closed (as a single server's pool: no new node, no new connection)."""
         if self._closed:
@@ -82,7 +82,7 @@ class ClusterClient:
             # setdefault, not a check-then-set: the sync twin's lock keeper thread may ask
             # for the same node at the same time, and a pool replaced in the dict would
             # keep its connections where close never finds them.
-            found = self._nodes.setdefault(address, PoolClient(self.pool, self._backend, params))
+            found = self._nodes.setdefault(address, ServerClient(self.pool, self._backend, params))
             if self._closed:  # closed meanwhile: the pool has no connection, none opens
                 raise ClosedError(f"the engine is closed (pool {self.pool.code!r})")
         return found
@@ -148,7 +148,7 @@ class ClusterClient:
         """A node failed or answered READONLY / CLUSTERDOWN: ask for the map next time."""
         self._stale = True
 
-    def owner(self, slot: int) -> PoolClient:
+    def owner(self, slot: int) -> ServerClient:
         """The client of the master serving ``slot``."""
         address = (self.slot_map()).owner(slot)
         if address is None:
@@ -156,7 +156,7 @@ class ClusterClient:
             raise RedisUnavailableError(f"CLUSTERDOWN no node serves slot {slot}")
         return self.node(address)
 
-    def route(self, slots: Sequence[int]) -> list[tuple[PoolClient, list[int]]]:
+    def route(self, slots: Sequence[int]) -> list[tuple[ServerClient, list[int]]]:
         """``slots``' indexes grouped by the master that serves them (one pipeline each)."""
         groups = (self.slot_map()).group(slots)
         if None in groups:
@@ -235,9 +235,9 @@ class SlotClient:
         timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
-        """As :meth:`PoolClient.execute_packed`, on the slot's master."""
+        """As :meth:`ServerClient.execute_packed`, on the slot's master."""
 
-        def send(node: PoolClient, asking: bool, start: int, got: list[Any]) -> None:
+        def send(node: ServerClient, asking: bool, start: int, got: list[Any]) -> None:
             part = payload if start == 0 else split_packed(payload, count)[start:]
             node.execute_packed(
                 part, count - start, out=got, timeout=timeout, retry_safe=retry_safe, asking=asking
@@ -253,9 +253,9 @@ class SlotClient:
         timeout: float | None = None,
         retry_safe: bool = False,
     ) -> list[Any]:
-        """As :meth:`PoolClient.execute`, on the slot's master."""
+        """As :meth:`ServerClient.execute`, on the slot's master."""
 
-        def send(node: PoolClient, asking: bool, start: int, got: list[Any]) -> None:
+        def send(node: ServerClient, asking: bool, start: int, got: list[Any]) -> None:
             node.execute(
                 commands[start:], out=got, timeout=timeout, retry_safe=retry_safe, asking=asking
             )

@@ -22,10 +22,10 @@ from ..errors import (
     RedisReplyError,
     RedisUnavailableError,
 )
-from .client import Connection, PoolClient
+from .client import Connection, ServerClient
 
 
-class SentinelClient(PoolClient):
+class SentinelClient(ServerClient):
     """The connections to the current master of a Sentinel pool."""
 
     def __init__(self, pool: RedisPool, backend: SyncNetworkBackend) -> None:
@@ -49,7 +49,7 @@ class SentinelClient(PoolClient):
         return super()._acquire()
 
     def _ask(self, params: ConnParams, command: list[Any]) -> Any:
-        client = PoolClient(self.pool, self._backend, params)
+        client = ServerClient(self.pool, self._backend, params)
         try:
             return client.call(command, retry_safe=True)
         finally:
@@ -137,7 +137,7 @@ class SentinelClient(PoolClient):
         retry_safe: bool = False,
         asking: bool = False,
     ) -> list[Any]:
-        """As :meth:`PoolClient.execute_packed`, on the current master."""
+        """As :meth:`ServerClient.execute_packed`, on the current master."""
         replies: list[Any] = [] if out is None else out
         try:
             super().execute_packed(
