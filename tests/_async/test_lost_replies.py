@@ -90,6 +90,8 @@ async def test_an_interrupted_locked_read_hands_its_entry_over_on_the_next_consu
             with pytest.raises(AsyncHelpers.interruption):
                 await consumer.consume(10, 20.0, seen)
             assert plan.fired.is_set() and seen.events == []
+            # the XADD woke the read; the adder thread records its ID a moment later
+            await AsyncHelpers.wait_for(lambda: bool(added))
             assert holders(rclient) == {added[0]: consumer.name}
             assert await consumer.consume(10, 0, seen) == 1
             assert seen.events == [("a", 2)]

@@ -91,6 +91,8 @@ def test_an_interrupted_locked_read_hands_its_entry_over_on_the_next_consume(
             with pytest.raises(SyncHelpers.interruption):
                 consumer.consume(10, 20.0, seen)
             assert plan.fired.is_set() and seen.events == []
+            # the XADD woke the read; the adder thread records its ID a moment later
+            SyncHelpers.wait_for(lambda: bool(added))
             assert holders(rclient) == {added[0]: consumer.name}
             assert consumer.consume(10, 0, seen) == 1
             assert seen.events == [("a", 2)]
