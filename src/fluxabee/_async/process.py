@@ -138,7 +138,7 @@ class AsyncProcessor:
                 if clock() >= self._quiet_until:
                     await self._redis_steps()
                 for event in self._startable():
-                    jobs[workers.submit(functools.partial(self._call, event))] = event
+                    jobs[self._start(event)] = event
                 if self._observers is not None:
                     self._tell_in_flight()
                 if self._read is None and clock() >= self._quiet_until:
@@ -152,7 +152,7 @@ class AsyncProcessor:
                         self._read = None
                         self._received(job)
                     elif job in jobs:
-                        self._finished(jobs.pop(job), workers.done(job))
+                        self._finished(jobs.pop(job), workers.outcome(job))
         finally:
             await self._leave()
         return self._handled
@@ -200,15 +200,16 @@ class AsyncProcessor:
             return []  # consumer_single: never start an event outside the lock
         return self._window.start()
 
-    async def _call(self, event: AsyncEvent) -> BaseException | None:
-        """One handler call: its exception, if any (observed when observers listen)."""
+    def _start(self, event: AsyncEvent) -> Any:
+        """Start the handler on ``event``: a job whose outcome is its exception or None."""
+        if self._observers is None:
+            return self._workers.handle(event)  # the hot path: no wrapper
+        return self._workers.submit(functools.partial(self._call, event))
+
+    async def _call(self, event: AsyncEvent) -> None:
+        """One handler call between the observers' ``handling`` and ``handled``."""
         observers = self._observers
-        if observers is None:
-            try:
-                await self._workers.call(event)
-            except Exception as exc:
-                return exc
-            return None
+        assert observers is not None
         machine = self._machine
         batch = Batch(machine.stream, machine.group, machine.name, [event])
         observers.handling(batch)
@@ -217,10 +218,10 @@ class AsyncProcessor:
             await self._workers.call(event)
         except Exception as exc:
             batch.error = exc
+            raise
         finally:
             batch.seconds = time.perf_counter() - started
             observers.handled(batch)
-        return batch.error
 
     def _finished(self, event: AsyncEvent, failure: BaseException | None) -> None:
         delay = self._window.finished(event, failure)
@@ -321,7 +322,7 @@ class AsyncProcessor:
                 raise
             started = window.redelivered(due, events)
             for event in started:
-                self._jobs[self._workers.submit(functools.partial(self._call, event))] = event
+                self._jobs[self._start(event)] = event
         count = 0 if machine.pending_first else window.to_claim()  # own pending first
         if count:
             sent_at = self._clock()

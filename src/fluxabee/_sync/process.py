@@ -139,7 +139,7 @@ class Processor:
                 if clock() >= self._quiet_until:
                     self._redis_steps()
                 for event in self._startable():
-                    jobs[workers.submit(functools.partial(self._call, event))] = event
+                    jobs[self._start(event)] = event
                 if self._observers is not None:
                     self._tell_in_flight()
                 if self._read is None and clock() >= self._quiet_until:
@@ -153,7 +153,7 @@ class Processor:
                         self._read = None
                         self._received(job)
                     elif job in jobs:
-                        self._finished(jobs.pop(job), workers.done(job))
+                        self._finished(jobs.pop(job), workers.outcome(job))
         finally:
             self._leave()
         return self._handled
@@ -201,15 +201,16 @@ class Processor:
             return []  # consumer_single: never start an event outside the lock
         return self._window.start()
 
-    def _call(self, event: SyncEvent) -> BaseException | None:
-        """One handler call: its exception, if any (observed when observers listen)."""
+    def _start(self, event: SyncEvent) -> Any:
+        """Start the handler on ``event``: a job whose outcome is its exception or None."""
+        if self._observers is None:
+            return self._workers.handle(event)  # the hot path: no wrapper
+        return self._workers.submit(functools.partial(self._call, event))
+
+    def _call(self, event: SyncEvent) -> None:
+        """One handler call between the observers' ``handling`` and ``handled``."""
         observers = self._observers
-        if observers is None:
-            try:
-                self._workers.call(event)
-            except Exception as exc:
-                return exc
-            return None
+        assert observers is not None
         machine = self._machine
         batch = Batch(machine.stream, machine.group, machine.name, [event])
         observers.handling(batch)
@@ -218,10 +219,10 @@ class Processor:
             self._workers.call(event)
         except Exception as exc:
             batch.error = exc
+            raise
         finally:
             batch.seconds = time.perf_counter() - started
             observers.handled(batch)
-        return batch.error
 
     def _finished(self, event: SyncEvent, failure: BaseException | None) -> None:
         delay = self._window.finished(event, failure)
@@ -322,7 +323,7 @@ class Processor:
                 raise
             started = window.redelivered(due, events)
             for event in started:
-                self._jobs[self._workers.submit(functools.partial(self._call, event))] = event
+                self._jobs[self._start(event)] = event
         count = 0 if machine.pending_first else window.to_claim()  # own pending first
         if count:
             sent_at = self._clock()
