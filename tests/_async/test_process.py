@@ -141,6 +141,8 @@ async def test_retry_after_waits_that_long_is_logged_at_info_and_counts_deliveri
     # the third delivery was the last allowed: it is a dead letter now, not retried forever
     await AsyncHelpers.wait_for(lambda: rclient.xlen("{test-stream}:dead") == 1)
     assert rclient.xlen("test-stream") == 0
+    (letter,) = await broker.dead_letters("test-stream")
+    assert letter.deliveries == 3 and letter.error == "Retry: retry after 0.2 s"
 
 
 async def test_a_long_handler_keeps_its_lease_against_a_second_consumer(

@@ -142,6 +142,8 @@ def test_retry_after_waits_that_long_is_logged_at_info_and_counts_deliveries(
     # the third delivery was the last allowed: it is a dead letter now, not retried forever
     SyncHelpers.wait_for(lambda: rclient.xlen("{test-stream}:dead") == 1)
     assert rclient.xlen("test-stream") == 0
+    (letter,) = broker.dead_letters("test-stream")
+    assert letter.deliveries == 3 and letter.error == "Retry: retry after 0.2 s"
 
 
 def test_a_long_handler_keeps_its_lease_against_a_second_consumer(

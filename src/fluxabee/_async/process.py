@@ -239,7 +239,7 @@ class AsyncProcessor:
             )
         else:
             log_failure(stream, [event], failure)
-            self._machine.remember([event], failure)
+        self._machine.remember([event], failure)  # the error of its dead letter, if any
         if delay is not None and self._machine.observers:
             self._machine.observers.retried(stream, self._machine.group, [event])
 

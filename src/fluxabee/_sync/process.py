@@ -240,7 +240,7 @@ class Processor:
             )
         else:
             log_failure(stream, [event], failure)
-            self._machine.remember([event], failure)
+        self._machine.remember([event], failure)  # the error of its dead letter, if any
         if delay is not None and self._machine.observers:
             self._machine.observers.retried(stream, self._machine.group, [event])
 
