@@ -25,8 +25,7 @@ from .._protocol import Entry
 from .._window import (
     Retry,
     Window,
-    hand_back_command,
-    hand_back_idle_ms,
+    hand_back,
     renew_command,
     send_one,
 )
@@ -115,6 +114,7 @@ class AsyncProcessor:
         # A new window holds nothing: whatever is pending on this consumer (an earlier
         # loop's unfinished or cancelled events) is read again first, in stream order.
         self._machine.lost_reply()
+        self._machine.new_after_pending = not window.claims  # own pending, claims, new
         try:
             while True:
                 if self._stop.is_set() and not window.stopping:
@@ -154,6 +154,7 @@ class AsyncProcessor:
                     elif job in jobs:
                         self._finished(jobs.pop(job), workers.outcome(job))
         finally:
+            self._machine.new_after_pending = True
             await self._leave()
         return self._handled
 
@@ -299,8 +300,7 @@ class AsyncProcessor:
                 window.dead_lettered(events)
         back = window.hand_back()
         if back:
-            idle_ms = hand_back_idle_ms(self._min_idle_ms)
-            await drive(send_one(hand_back_command(stream, group, name, back, idle_ms)))
+            await drive(hand_back(stream, group, name, back, self._min_idle_ms))
         renew, lapsed = window.renewals()
         for event in lapsed:
             logger.warning(

@@ -26,8 +26,7 @@ from .._protocol import Entry
 from .._window import (
     Retry,
     Window,
-    hand_back_command,
-    hand_back_idle_ms,
+    hand_back,
     renew_command,
     send_one,
 )
@@ -116,6 +115,7 @@ class Processor:
         # A new window holds nothing: whatever is pending on this consumer (an earlier
         # loop's unfinished or cancelled events) is read again first, in stream order.
         self._machine.lost_reply()
+        self._machine.new_after_pending = not window.claims  # own pending, claims, new
         try:
             while True:
                 if self._stop.is_set() and not window.stopping:
@@ -155,6 +155,7 @@ class Processor:
                     elif job in jobs:
                         self._finished(jobs.pop(job), workers.outcome(job))
         finally:
+            self._machine.new_after_pending = True
             self._leave()
         return self._handled
 
@@ -300,8 +301,7 @@ class Processor:
                 window.dead_lettered(events)
         back = window.hand_back()
         if back:
-            idle_ms = hand_back_idle_ms(self._min_idle_ms)
-            drive(send_one(hand_back_command(stream, group, name, back, idle_ms)))
+            drive(hand_back(stream, group, name, back, self._min_idle_ms))
         renew, lapsed = window.renewals()
         for event in lapsed:
             logger.warning(
