@@ -171,7 +171,10 @@ class AsyncProcessor:
                 read, self._read = self._read, None
                 await self._workers.settle(read, self._block_ms / 1000 + BLOCK_READ_MARGIN)
                 window.stop()
-                self._received(read)
+                if read.done():
+                    self._received(read)
+                else:  # a read stuck past its own timeout: its entries stay pending on us
+                    await self._workers.abandon([read])
             window.stop()
             await self._redis_steps()
         except Exception:

@@ -172,7 +172,10 @@ class Processor:
                 read, self._read = self._read, None
                 self._workers.settle(read, self._block_ms / 1000 + BLOCK_READ_MARGIN)
                 window.stop()
-                self._received(read)
+                if read.done():
+                    self._received(read)
+                else:  # a read stuck past its own timeout: its entries stay pending on us
+                    self._workers.abandon([read])
             window.stop()
             self._redis_steps()
         except Exception:
