@@ -278,3 +278,19 @@ async def test_ten_thousand_events_over_two_engines_none_lost_or_doubled(
     assert sum(counts) == total
     assert sorted(seen) == list(range(total))
     assert rclient.xlen("test-stream") == 0
+
+
+async def test_handlers_past_the_shutdown_timeout_are_left_and_their_events_stay_pending(
+    broker: AsyncEventBroker, rclient: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await publish(broker, "test-stream", ["slow"])
+    consumer = broker.consumer_many("test-stream")
+
+    async def handler(event: AsyncEvent) -> None:
+        consumer.stop()
+        await pause(3.0)  # asyncio: cancelled at the timeout; threads: still running then
+
+    assert await consumer.process(handler, shutdown_timeout=0.2, block=0.05) == 0
+    assert "still ran 0.2 s after the stop" in caplog.text
+    assert rclient.xlen("test-stream") == 1
+    assert rclient.xpending("test-stream", consumer.group)["pending"] == 1  # never acked
