@@ -155,7 +155,7 @@ async def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
 
     async def slow(event: AsyncEvent) -> None:
         handled.append("first")
-        await pause(0.9)  # 3x min_idle
+        await pause(1.8)  # 3x min_idle
         first.stop()
         second.stop()
 
@@ -163,11 +163,11 @@ async def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
         handled.append("second")
 
     async def run_first() -> int:
-        return await first.process(slow, min_idle=0.3, block=0.05)
+        return await first.process(slow, min_idle=0.6, block=0.05)
 
     async def run_second() -> int:
         await AsyncHelpers.wait_for(lambda: handled == ["first"])
-        return await second.process(other, min_idle=0.3, block=0.05)
+        return await second.process(other, min_idle=0.6, block=0.05)
 
     assert await AsyncHelpers.run_all(run_first, run_second) == [1, 0]
     assert handled == ["first"]

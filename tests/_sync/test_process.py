@@ -156,7 +156,7 @@ def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
 
     def slow(event: SyncEvent) -> None:
         handled.append("first")
-        pause(0.9)  # 3x min_idle
+        pause(1.8)  # 3x min_idle
         first.stop()
         second.stop()
 
@@ -164,11 +164,11 @@ def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
         handled.append("second")
 
     def run_first() -> int:
-        return first.process(slow, min_idle=0.3, block=0.05)
+        return first.process(slow, min_idle=0.6, block=0.05)
 
     def run_second() -> int:
         SyncHelpers.wait_for(lambda: handled == ["first"])
-        return second.process(other, min_idle=0.3, block=0.05)
+        return second.process(other, min_idle=0.6, block=0.05)
 
     assert SyncHelpers.run_all(run_first, run_second) == [1, 0]
     assert handled == ["first"]
