@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
 
 from fluxabee import AsyncEngine, AsyncEvent, AsyncEventBroker, Config, RetryPolicy
+from fluxabee._workers import AsyncWorkers
 from tests.helpers import AsyncHelpers
 
 
@@ -92,3 +94,27 @@ async def test_handlers_that_end_at_once_or_after_awaiting_fail_and_succeed_alik
     assert sorted(failures) == sorted([n for n in range(40) if n % 4 == 0 or n % 6 == 3])
     assert var.get() == -1  # nothing leaked into the caller's context
     assert rclient.xlen("test-stream") == 0
+
+
+async def test_a_cancel_lost_on_the_way_still_ends_process(
+    async_broker: AsyncEventBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = AsyncWorkers.wait
+    swallowed: list[bool] = []
+
+    async def lossy(self: AsyncWorkers, timeout: float) -> list[Any]:
+        try:
+            return await original(self, timeout)
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed.append(True)  # as Python 3.11's wait_for can, in a race
+            return []
+
+    monkeypatch.setattr(AsyncWorkers, "wait", lossy)
+    consumer = async_broker.consumer_many("test-stream")
+    task = asyncio.create_task(consumer.process(print, block=0.05))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=10)
+    assert done and task.cancelled() and swallowed

@@ -472,7 +472,7 @@ class Window:
                 times.append(self._backoff[0][0])
             if self._held:
                 times.append(self._next_renew)
-            if self._claims:
+            if self._claims and self.to_read():  # no free slot: no claim to wake up for
                 times.append(self._next_claim)
         if not times:
             return None

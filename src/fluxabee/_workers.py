@@ -103,6 +103,16 @@ class AsyncWorkers:
         """The result of a finished job (its exception raised)."""
         return job.result()
 
+    @staticmethod
+    def check_cancelled() -> None:
+        """Raise ``CancelledError`` when the running task was asked to cancel and the
+        request got lost on the way (Python 3.11's ``wait_for`` can swallow one when its
+        inner await ends at the same moment), so ``process`` never outlives a cancel."""
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        if cancelling is not None and cancelling():
+            raise asyncio.CancelledError
+
     async def wait(self, timeout: float) -> list[Any]:
         """The jobs that finished since the last call, waiting up to ``timeout`` seconds
         for one when none has."""
@@ -233,6 +243,10 @@ class SyncWorkers:
     def done(job: futures.Future[T]) -> T:
         """The result of a finished job (its exception raised)."""
         return job.result()
+
+    @staticmethod
+    def check_cancelled() -> None:
+        """Nothing to check: threads are not cancelled (the twin of asyncio's)."""
 
     def wait(self, timeout: float) -> list[Any]:
         """The jobs that finished since the last call, waiting up to ``timeout`` seconds

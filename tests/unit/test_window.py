@@ -426,3 +426,12 @@ def test_renewal_is_one_xclaim_justid_of_every_id() -> None:
     assert renew_command("s", "g", "me", ["1-0", "2-0"]) == [
         b"XCLAIM", "s", "g", "me", 0, "1-0", "2-0", b"JUSTID"
     ]  # fmt: skip
+
+
+def test_a_full_window_does_not_wake_up_for_a_claim_it_cannot_make() -> None:
+    clock = Clock()
+    w = window(clock, concurrency=1, claims=True)
+    w.received([event(1, "a")], clock())
+    w.start()
+    assert w.to_claim() == 0
+    assert w.wake_in() == pytest.approx(1.0)  # the renewal, not the claim due now

@@ -118,6 +118,7 @@ class Processor:
         self._machine.new_after_pending = not window.claims  # own pending, claims, new
         try:
             while True:
+                workers.check_cancelled()
                 if self._stop.is_set() and not window.stopping:
                     window.stop()
                     deadline = clock() + self._shutdown_timeout
