@@ -137,6 +137,9 @@ class ConsumerMachine(RunLoop):
         #: Own pending entries are re-read after this ID (``process`` moves it past the
         #: ones it already holds; back to ``"0"`` whenever the pending list is re-read).
         self.pending_start = "0"
+        #: A read that found no own pending entries goes on to new ones in the same call
+        #: (``process`` turns it off, to claim others' stale entries before new ones).
+        self.new_after_pending = True
         #: ``consumer_many`` leaves its pending entries (in backoff) alone until this time.
         self.pending_due = 0.0
         #: Look at the own pending list again at this time at the latest, busy or not:
@@ -242,6 +245,8 @@ class ConsumerMachine(RunLoop):
                 return _with_counts(entries, replies[1])
             self.pending_first = False
             self.pending_start = "0"
+            if not self.new_after_pending:
+                return []  # process: claims come before new entries
         elif self.pending_first:  # own pending entries wait out their backoff: read new ones
             block_ms = min(block_ms, max(1, int((self.pending_due - now) * 1000)))
         read = xreadgroup_command(

@@ -47,7 +47,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import _validate as validate
-from ._actions import Flow, Send
+from ._actions import Flow, Probe, Send
 from ._policy import RetryPolicy
 from ._protocol import Arg
 from .errors import InvalidArgumentError, RedisReplyError
@@ -442,6 +442,11 @@ class Window:
                 lapsed.append(item.event)
         return ids, lapsed
 
+    @property
+    def claims(self) -> bool:
+        """Whether this window claims stale entries of other consumers."""
+        return self._claims
+
     def to_claim(self) -> int:
         """How many stale entries of other consumers to claim now (0: not now)."""
         if not self._claims or self.stopping:
@@ -467,7 +472,7 @@ class Window:
                 times.append(self._backoff[0][0])
             if self._held:
                 times.append(self._next_renew)
-            if self._claims:
+            if self._claims and self.to_read():  # no free slot: no claim to wake up for
                 times.append(self._next_claim)
         if not times:
             return None
@@ -527,6 +532,23 @@ def hand_back_idle_ms(min_idle_ms: int) -> int:
     """The idle time handed-back entries get: past ``min_idle`` (which the consumers of a
     group share) with a margin, so the next claim of any of them takes them."""
     return 2 * min_idle_ms + 1000
+
+
+#: The command that releases pending entries back to the group (Redis 8.8+).
+XNACK = "XNACK"
+
+
+def hand_back(
+    stream: str, group: str, consumer: str, ids: list[str], min_idle_ms: int
+) -> Flow[None]:
+    """Hand ``ids`` (read, never started) back to the group: ``XNACK ... SILENT`` where the
+    server has it (the delivery did not count), else XCLAIM to oneself with the idle time
+    past ``min_idle`` (:func:`hand_back_command`)."""
+    if (yield Probe(XNACK)):
+        command: list[Arg] = [b"XNACK", stream, group, b"SILENT", b"IDS", len(ids), *ids]
+    else:
+        command = hand_back_command(stream, group, consumer, ids, hand_back_idle_ms(min_idle_ms))
+    yield from send_one(command)
 
 
 def send_one(command: list[Arg]) -> Flow[Any]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import queue
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Generator
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -32,7 +33,7 @@ class AsyncWorkers:
     def __init__(self, concurrency: int, handler: Callable[..., Any]) -> None:
         self._handler = handler
         self._is_async = _is_async(handler)
-        self._finished: list[asyncio.Task[Any]] = []
+        self._finished: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
 
     async def call(self, event: Any) -> None:
@@ -43,6 +44,45 @@ class AsyncWorkers:
         result = await asyncio.to_thread(self._handler, event)
         if inspect.isawaitable(result):  # a callable object whose __call__ returns one
             await result
+
+    def handle(self, event: Any) -> Any:
+        """Start the handler on ``event``; the job ends up in :meth:`wait`.
+
+        An ``async def`` handler starts eagerly (as Python 3.12's eager tasks do): its
+        first step runs now, in a context of its own, and only a handler that really waits
+        becomes a task, so one that finishes at once costs no task and no loop turn.
+        """
+        loop = asyncio.get_running_loop()
+        if not self._is_async:
+            task = loop.create_task(self.call(event))
+            task.add_done_callback(self._ended)
+            return task
+        coro = self._handler(event)
+        context = contextvars.copy_context()
+        try:
+            first = context.run(coro.send, None)
+        except StopIteration:
+            done = _Done(None)
+        except Exception as exc:
+            done = _Done(exc)
+        else:
+            # (a task copies the current context: this one, with what the first step set)
+            task = context.run(loop.create_task, _resume(coro, first))
+            task.add_done_callback(self._ended)
+            return task
+        self._finished.append(done)
+        return done
+
+    @staticmethod
+    def outcome(job: Any) -> BaseException | None:
+        """What a finished handler job raised (an ``Exception``), or ``None``; a
+        ``BaseException`` (cancellation, KeyboardInterrupt) is raised."""
+        if isinstance(job, _Done):
+            return job.error
+        exc = job.exception()  # a cancelled job raises CancelledError here
+        if exc is None or isinstance(exc, Exception):
+            return exc
+        raise exc
 
     def submit(self, work: Callable[[], Coroutine[Any, Any, T]]) -> asyncio.Task[T]:
         """Run ``work()`` as a task."""
@@ -62,6 +102,16 @@ class AsyncWorkers:
     def done(job: asyncio.Task[T]) -> T:
         """The result of a finished job (its exception raised)."""
         return job.result()
+
+    @staticmethod
+    def check_cancelled() -> None:
+        """Raise ``CancelledError`` when the running task was asked to cancel and the
+        request got lost on the way (Python 3.11's ``wait_for`` can swallow one when its
+        inner await ends at the same moment), so ``process`` never outlives a cancel."""
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        if cancelling is not None and cancelling():
+            raise asyncio.CancelledError
 
     async def wait(self, timeout: float) -> list[Any]:
         """The jobs that finished since the last call, waiting up to ``timeout`` seconds
@@ -86,13 +136,54 @@ class AsyncWorkers:
     async def abandon(self, jobs: Collection[asyncio.Task[Any]]) -> None:
         """Give up on ``jobs`` (handlers past the shutdown timeout): cancel them and wait
         for them to end."""
-        for job in jobs:
-            job.cancel()
-        if jobs:
-            await asyncio.gather(*jobs, return_exceptions=True)
+        tasks = [job for job in jobs if not isinstance(job, _Done)]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
         """Nothing to release under asyncio (threads come from the loop's executor)."""
+
+
+class _Done:
+    """A handler job that ended in its first step (no task was needed)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+
+class _Resume:
+    """Awaits a coroutine whose first step already ran and yielded ``first``: passes that
+    and every later yield to the task that runs it, and sends back what the task sends."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # a cancellation: the coroutine decides
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
+    return await _Resume(coro, first)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -121,6 +212,21 @@ class SyncWorkers:
                 "the sync API got an async handler: use fluxabee.AsyncEngine for async def"
             )
 
+    def handle(self, event: Any) -> futures.Future[Any]:
+        """Start the handler on ``event`` in the pool."""
+        job = self._pool.submit(self.call, event)
+        job.add_done_callback(self._finished.put)
+        return job
+
+    @staticmethod
+    def outcome(job: futures.Future[Any]) -> BaseException | None:
+        """What a finished handler job raised (an ``Exception``), or ``None``; a
+        ``BaseException`` is raised."""
+        exc = job.exception()
+        if exc is None or isinstance(exc, Exception):
+            return exc
+        raise exc
+
     def submit(self, work: Callable[[], T]) -> futures.Future[T]:
         """Run ``work()`` in the handler pool."""
         job = self._pool.submit(work)
@@ -137,6 +243,10 @@ class SyncWorkers:
     def done(job: futures.Future[T]) -> T:
         """The result of a finished job (its exception raised)."""
         return job.result()
+
+    @staticmethod
+    def check_cancelled() -> None:
+        """Nothing to check: threads are not cancelled (the twin of asyncio's)."""
 
     def wait(self, timeout: float) -> list[Any]:
         """The jobs that finished since the last call, waiting up to ``timeout`` seconds

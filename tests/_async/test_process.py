@@ -141,6 +141,8 @@ async def test_retry_after_waits_that_long_is_logged_at_info_and_counts_deliveri
     # the third delivery was the last allowed: it is a dead letter now, not retried forever
     await AsyncHelpers.wait_for(lambda: rclient.xlen("{test-stream}:dead") == 1)
     assert rclient.xlen("test-stream") == 0
+    (letter,) = await broker.dead_letters("test-stream")
+    assert letter.deliveries == 3 and letter.error == "Retry: retry after 0.2 s"
 
 
 async def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
@@ -153,7 +155,7 @@ async def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
 
     async def slow(event: AsyncEvent) -> None:
         handled.append("first")
-        await pause(0.9)  # 3x min_idle
+        await pause(1.8)  # 3x min_idle
         first.stop()
         second.stop()
 
@@ -161,11 +163,11 @@ async def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
         handled.append("second")
 
     async def run_first() -> int:
-        return await first.process(slow, min_idle=0.3, block=0.05)
+        return await first.process(slow, min_idle=0.6, block=0.05)
 
     async def run_second() -> int:
         await AsyncHelpers.wait_for(lambda: handled == ["first"])
-        return await second.process(other, min_idle=0.3, block=0.05)
+        return await second.process(other, min_idle=0.6, block=0.05)
 
     assert await AsyncHelpers.run_all(run_first, run_second) == [1, 0]
     assert handled == ["first"]
@@ -276,3 +278,19 @@ async def test_ten_thousand_events_over_two_engines_none_lost_or_doubled(
     assert sum(counts) == total
     assert sorted(seen) == list(range(total))
     assert rclient.xlen("test-stream") == 0
+
+
+async def test_handlers_past_the_shutdown_timeout_are_left_and_their_events_stay_pending(
+    broker: AsyncEventBroker, rclient: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await publish(broker, "test-stream", ["slow"])
+    consumer = broker.consumer_many("test-stream")
+
+    async def handler(event: AsyncEvent) -> None:
+        consumer.stop()
+        await pause(3.0)  # asyncio: cancelled at the timeout; threads: still running then
+
+    assert await consumer.process(handler, shutdown_timeout=0.2, block=0.05) == 0
+    assert "still ran 0.2 s after the stop" in caplog.text
+    assert rclient.xlen("test-stream") == 1
+    assert rclient.xpending("test-stream", consumer.group)["pending"] == 1  # never acked

@@ -128,3 +128,19 @@ async def test_run_raises_a_missing_permission_at_once(
 
         with pytest.raises(PermissionDeniedError, match="NOPERM"):
             await consumer.run(10, 0.1, handler)
+
+
+async def test_process_raises_a_wrong_password_at_once(
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    server = server_factory(extra_args=["--requirepass", "s3cret"])
+    url = f"redis://:wrong@127.0.0.1:{server.port}/0"
+    config = Config(redis_pools=[RedisPool(uri=url, streams=["test-stream"])])
+    async with AsyncEngine(config) as engine:
+        consumer = engine.new_context().event_broker().consumer_many("test-stream")
+
+        def handler(event: AsyncEvent) -> None:
+            pytest.fail("nothing to hand over")
+
+        with pytest.raises(BrokerAuthenticationError, match="WRONGPASS"):
+            await consumer.process(handler, block=0.1)

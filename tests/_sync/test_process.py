@@ -142,6 +142,8 @@ def test_retry_after_waits_that_long_is_logged_at_info_and_counts_deliveries(
     # the third delivery was the last allowed: it is a dead letter now, not retried forever
     SyncHelpers.wait_for(lambda: rclient.xlen("{test-stream}:dead") == 1)
     assert rclient.xlen("test-stream") == 0
+    (letter,) = broker.dead_letters("test-stream")
+    assert letter.deliveries == 3 and letter.error == "Retry: retry after 0.2 s"
 
 
 def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
@@ -154,7 +156,7 @@ def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
 
     def slow(event: SyncEvent) -> None:
         handled.append("first")
-        pause(0.9)  # 3x min_idle
+        pause(1.8)  # 3x min_idle
         first.stop()
         second.stop()
 
@@ -162,11 +164,11 @@ def test_a_long_handler_keeps_its_lease_against_a_second_consumer(
         handled.append("second")
 
     def run_first() -> int:
-        return first.process(slow, min_idle=0.3, block=0.05)
+        return first.process(slow, min_idle=0.6, block=0.05)
 
     def run_second() -> int:
         SyncHelpers.wait_for(lambda: handled == ["first"])
-        return second.process(other, min_idle=0.3, block=0.05)
+        return second.process(other, min_idle=0.6, block=0.05)
 
     assert SyncHelpers.run_all(run_first, run_second) == [1, 0]
     assert handled == ["first"]
@@ -277,3 +279,19 @@ def test_ten_thousand_events_over_two_engines_none_lost_or_doubled(
     assert sum(counts) == total
     assert sorted(seen) == list(range(total))
     assert rclient.xlen("test-stream") == 0
+
+
+def test_handlers_past_the_shutdown_timeout_are_left_and_their_events_stay_pending(
+    broker: EventBroker, rclient: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish(broker, "test-stream", ["slow"])
+    consumer = broker.consumer_many("test-stream")
+
+    def handler(event: SyncEvent) -> None:
+        consumer.stop()
+        pause(3.0)  # asyncio: cancelled at the timeout; threads: still running then
+
+    assert consumer.process(handler, shutdown_timeout=0.2, block=0.05) == 0
+    assert "still ran 0.2 s after the stop" in caplog.text
+    assert rclient.xlen("test-stream") == 1
+    assert rclient.xpending("test-stream", consumer.group)["pending"] == 1  # never acked

@@ -129,3 +129,19 @@ def test_run_raises_a_missing_permission_at_once(
 
         with pytest.raises(PermissionDeniedError, match="NOPERM"):
             consumer.run(10, 0.1, handler)
+
+
+def test_process_raises_a_wrong_password_at_once(
+    server_factory: Callable[..., RedisServer],
+) -> None:
+    server = server_factory(extra_args=["--requirepass", "s3cret"])
+    url = f"redis://:wrong@127.0.0.1:{server.port}/0"
+    config = Config(redis_pools=[RedisPool(uri=url, streams=["test-stream"])])
+    with Engine(config) as engine:
+        consumer = engine.new_context().event_broker().consumer_many("test-stream")
+
+        def handler(event: SyncEvent) -> None:
+            pytest.fail("nothing to hand over")
+
+        with pytest.raises(BrokerAuthenticationError, match="WRONGPASS"):
+            consumer.process(handler, block=0.1)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from fluxabee import InvalidArgumentError, Retry, RetryPolicy
-from fluxabee._window import ACK_BATCH, ACK_DELAY, Window
+from fluxabee._actions import Probe
+from fluxabee._window import ACK_BATCH, ACK_DELAY, Window, hand_back, renew_command
 from fluxabee.event import Event
 from tests.unit.machine_driver import Clock
 
@@ -391,3 +392,46 @@ def test_a_finished_event_counts_as_held_until_its_ack_is_confirmed() -> None:
     assert w.holds("1-0")
     w.acked(sent)
     assert not w.holds("1-0")
+
+
+# -- the Redis steps of the window -------------------------------------------------------
+
+
+def sent_by(flow: Any, server_has: set[str]) -> list[list[Any]]:
+    """The commands ``flow`` sends, Probes answered from ``server_has``, replies ``[1]``."""
+    sent: list[list[Any]] = []
+    reply: Any = None
+    while True:
+        try:
+            action = flow.send(reply)
+        except StopIteration:
+            return sent
+        if isinstance(action, Probe):
+            reply = action.command in server_has
+        else:
+            sent.extend(list(c) for c in action.commands)
+            reply = [1]
+
+
+def test_hand_back_uses_xnack_where_the_server_has_it_else_xclaim_idle() -> None:
+    assert sent_by(hand_back("s", "g", "me", ["1-0", "2-0"], 4000), {"XNACK"}) == [
+        [b"XNACK", "s", "g", b"SILENT", b"IDS", 2, "1-0", "2-0"]
+    ]
+    assert sent_by(hand_back("s", "g", "me", ["1-0"], 4000), set()) == [
+        [b"XCLAIM", "s", "g", "me", 0, "1-0", b"IDLE", 9000, b"JUSTID"]
+    ]
+
+
+def test_renewal_is_one_xclaim_justid_of_every_id() -> None:
+    assert renew_command("s", "g", "me", ["1-0", "2-0"]) == [
+        b"XCLAIM", "s", "g", "me", 0, "1-0", "2-0", b"JUSTID"
+    ]  # fmt: skip
+
+
+def test_a_full_window_does_not_wake_up_for_a_claim_it_cannot_make() -> None:
+    clock = Clock()
+    w = window(clock, concurrency=1, claims=True)
+    w.received([event(1, "a")], clock())
+    w.start()
+    assert w.to_claim() == 0
+    assert w.wake_in() == pytest.approx(1.0)  # the renewal, not the claim due now

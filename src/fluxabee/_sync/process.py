@@ -21,13 +21,12 @@ from .._backends import SyncFlag
 from .._constants import BLOCK_READ_MARGIN
 from .._machine import ConsumerMachine
 from .._observe import Batch, Observers
-from .._policy import reconnect_delay
+from .._policy import needs_a_human, reconnect_delay
 from .._protocol import Entry
 from .._window import (
     Retry,
     Window,
-    hand_back_command,
-    hand_back_idle_ms,
+    hand_back,
     renew_command,
     send_one,
 )
@@ -117,8 +116,10 @@ class Processor:
         # loop's unfinished or cancelled events) is read again first, in stream order.
         self._machine.lost_reply()
         self._machine.rescan_own_pending = False  # the window knows what it holds
+        self._machine.new_after_pending = not window.claims  # own pending, claims, new
         try:
             while True:
+                workers.check_cancelled()
                 if self._stop.is_set() and not window.stopping:
                     window.stop()
                     deadline = clock() + self._shutdown_timeout
@@ -140,7 +141,7 @@ class Processor:
                 if clock() >= self._quiet_until:
                     self._redis_steps()
                 for event in self._startable():
-                    jobs[workers.submit(functools.partial(self._call, event))] = event
+                    jobs[self._start(event)] = event
                 if self._observers is not None:
                     self._tell_in_flight()
                 if self._read is None and clock() >= self._quiet_until:
@@ -154,9 +155,10 @@ class Processor:
                         self._read = None
                         self._received(job)
                     elif job in jobs:
-                        self._finished(jobs.pop(job), workers.done(job))
+                        self._finished(jobs.pop(job), workers.outcome(job))
         finally:
             self._machine.rescan_own_pending = True
+            self._machine.new_after_pending = True
             self._leave()
         return self._handled
 
@@ -173,7 +175,10 @@ class Processor:
                 read, self._read = self._read, None
                 self._workers.settle(read, self._block_ms / 1000 + BLOCK_READ_MARGIN)
                 window.stop()
-                self._received(read)
+                if read.done():
+                    self._received(read)
+                else:  # a read stuck past its own timeout: its entries stay pending on us
+                    self._workers.abandon([read])
             window.stop()
             self._redis_steps()
         except Exception:
@@ -203,15 +208,16 @@ class Processor:
             return []  # consumer_single: never start an event outside the lock
         return self._window.start()
 
-    def _call(self, event: SyncEvent) -> BaseException | None:
-        """One handler call: its exception, if any (observed when observers listen)."""
+    def _start(self, event: SyncEvent) -> Any:
+        """Start the handler on ``event``: a job whose outcome is its exception or None."""
+        if self._observers is None:
+            return self._workers.handle(event)  # the hot path: no wrapper
+        return self._workers.submit(functools.partial(self._call, event))
+
+    def _call(self, event: SyncEvent) -> None:
+        """One handler call between the observers' ``handling`` and ``handled``."""
         observers = self._observers
-        if observers is None:
-            try:
-                self._workers.call(event)
-            except Exception as exc:
-                return exc
-            return None
+        assert observers is not None
         machine = self._machine
         batch = Batch(machine.stream, machine.group, machine.name, [event])
         observers.handling(batch)
@@ -220,10 +226,10 @@ class Processor:
             self._workers.call(event)
         except Exception as exc:
             batch.error = exc
+            raise
         finally:
             batch.seconds = time.perf_counter() - started
             observers.handled(batch)
-        return batch.error
 
     def _finished(self, event: SyncEvent, failure: BaseException | None) -> None:
         delay = self._window.finished(event, failure)
@@ -241,7 +247,7 @@ class Processor:
             )
         else:
             self._machine.log_event_failure(event, failure)
-            self._machine.remember([event], failure)
+        self._machine.remember([event], failure)  # the error of its dead letter, if any
         if delay is not None and self._machine.observers:
             self._machine.observers.retried(stream, self._machine.group, [event])
 
@@ -255,6 +261,7 @@ class Processor:
         try:
             events, sent_at = self._workers.done(job)
         except ConsumerLockedError:
+            self._machine.standby()  # says once that another process holds the lock
             lease = self._lease
             self._quiet_until = self._clock() + (lease.poll_interval if lease else 0.1)
             return
@@ -272,6 +279,7 @@ class Processor:
         try:
             self._steps()
         except ConsumerLockedError:
+            self._machine.standby()  # says once that another process holds the lock
             lease = self._lease
             self._quiet_until = self._clock() + (lease.poll_interval if lease else 0.1)
         except BrokerConnectionError as exc:
@@ -301,8 +309,7 @@ class Processor:
                 window.dead_lettered(events)
         back = window.hand_back()
         if back:
-            idle_ms = hand_back_idle_ms(self._min_idle_ms)
-            drive(send_one(hand_back_command(stream, group, name, back, idle_ms)))
+            drive(hand_back(stream, group, name, back, self._min_idle_ms))
         renew, lapsed = window.renewals()
         for event in lapsed:
             logger.warning(
@@ -324,7 +331,7 @@ class Processor:
                 raise
             started = window.redelivered(due, events)
             for event in started:
-                self._jobs[self._workers.submit(functools.partial(self._call, event))] = event
+                self._jobs[self._start(event)] = event
         count = 0 if machine.pending_first else window.to_claim()  # own pending first
         if count:
             sent_at = self._clock()
@@ -338,6 +345,8 @@ class Processor:
     # -- outages -------------------------------------------------------------------------
 
     def _outage(self, exc: BaseException) -> None:
+        if needs_a_human(exc):  # a wrong password, a missing permission: waiting won't cure
+            raise exc
         machine = self._machine
         self._attempt += 1
         if self._attempt == 1:
