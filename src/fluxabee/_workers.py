@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import inspect
 import queue
+import sys
 from collections.abc import Callable, Collection, Coroutine, Generator
 from concurrent import futures
 from typing import Any, TypeVar
@@ -53,7 +54,7 @@ class AsyncWorkers:
         becomes a task, so one that finishes at once costs no task and no loop turn.
         """
         loop = asyncio.get_running_loop()
-        if not self._is_async:
+        if not self._is_async or not EAGER:
             task = loop.create_task(self.call(event))
             task.add_done_callback(self._ended)
             return task
@@ -66,8 +67,9 @@ class AsyncWorkers:
         except Exception as exc:
             done = _Done(exc)
         else:
-            # (a task copies the current context: this one, with what the first step set)
-            task = context.run(loop.create_task, _resume(coro, first))
+            # The task goes on in the very context of the first step (not a copy of it): a
+            # handler that sets a ContextVar there resets it with its token later.
+            task = loop.create_task(_resume(coro, first), context=context)  # type: ignore[call-arg,unused-ignore]
             task.add_done_callback(self._ended)
             return task
         self._finished.append(done)
@@ -144,6 +146,11 @@ class AsyncWorkers:
 
     async def close(self) -> None:
         """Nothing to release under asyncio (threads come from the loop's executor)."""
+
+
+#: Whether ``create_task`` takes the context to run in (Python 3.11+), which starting a
+#: handler eagerly needs; Python 3.10 starts every handler as a task.
+EAGER = sys.version_info >= (3, 11)
 
 
 class _Done:
