@@ -112,6 +112,15 @@ def test_every_yaml_snippet_is_a_config_that_loads() -> None:
         assert fluxabee.Config.from_yaml(code).redis_pools, page
 
 
+def test_every_public_name_is_on_an_api_page() -> None:
+    """A name added to ``fluxabee.__all__`` gets a ``::: fluxabee.NAME`` on a page of
+    docs/api/ (the strict build then renders its docstring)."""
+    api = "".join(page.read_text() for page in (ROOT / "docs" / "api").glob("*.md"))
+    documented = re.findall(r"^::: fluxabee\.(\w+)$", api, re.M)
+    assert len(documented) == len(set(documented))
+    assert set(documented) - {"testing", "dashboard"} == set(fluxabee.__all__) - {"__version__"}
+
+
 def test_every_python_snippet_passes_mypy_strict(tmp_path: Path) -> None:
     paths = []
     for where, snippet in snippets():
