@@ -97,6 +97,23 @@ def test_the_ci_runs_the_readmes_test_command_verbatim() -> None:
     assert f"# The README's test command, verbatim:\n{test_command}\n" in ci
 
 
+def test_the_readmes_links_to_the_docs_name_pages_that_exist() -> None:
+    """The README links to the published site (PyPI shows it away from the repository):
+    each such link names a page of docs/, and a heading of it when it has an anchor."""
+    base = "https://fluxabee.github.io/fluxabee/"
+    links = re.findall(rf"\]\(({re.escape(base)}[^)\s]*)\)", (ROOT / "README.md").read_text())
+    assert len(links) >= 20
+    for link in links:
+        path, _, anchor = link.removeprefix(base).partition("#")
+        page = ROOT / "docs" / (f"{path.strip('/')}.md" if path.strip("/") else "index.md")
+        if not page.exists():
+            page = ROOT / "docs" / path.strip("/") / "index.md"
+        assert page.exists(), link
+        headings = re.findall(r"^#+ (.*)$", page.read_text(), re.M)
+        slugs = {re.sub(r"[^\w\s-]", "", h.lower()).strip().replace(" ", "-") for h in headings}
+        assert not anchor or anchor in slugs, link
+
+
 def test_the_pages_have_snippets_and_each_parses() -> None:
     found = snippets()
     assert len(found) >= 20
