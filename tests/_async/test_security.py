@@ -1,5 +1,5 @@
-"""Security: TLS with and without a client certificate, the minimal ACL user the README
-states, and secrets that never show in a repr, a message, a log line or a traceback."""
+"""Security: TLS with and without a client certificate, the minimal ACL user the docs
+state, and secrets that never show in a repr, a message, a log line or a traceback."""
 
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ from fluxabee import (
 from tests.servers import RedisServer
 from tests.tls import TLSFiles
 
-#: The README's ACL rule for a service on stream ``orders`` (Redis 7 syntax): one line.
-README_ACL_PREFIX = "ACL SETUSER app "
+#: The ACL rule of docs/security.md for a service on stream ``orders`` (Redis 7): one line.
+DOCS_ACL_PREFIX = "ACL SETUSER app "
 
 
-def readme_acl_line() -> str:
-    """The ``ACL SETUSER`` line of the README's Security section, exactly as written."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    (line,) = [text for text in readme.splitlines() if text.startswith(README_ACL_PREFIX)]
+def docs_acl_line() -> str:
+    """The ``ACL SETUSER`` line of the Security page, exactly as written."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    (line,) = [text for text in page.splitlines() if text.startswith(DOCS_ACL_PREFIX)]
     return line
 
 
@@ -115,7 +115,7 @@ async def test_the_minimal_acl_user_runs_the_whole_cycle(
     server_factory: Callable[..., RedisServer],
 ) -> None:
     server = server_factory()
-    paste_into_redis_cli(server, readme_acl_line())
+    paste_into_redis_cli(server, docs_acl_line())
     pool = RedisPool(uri=f"redis://app:app-secret@127.0.0.1:{server.port}/0", streams=["orders"])
     async with AsyncEngine(Config(redis_pools=[pool])) as engine:
         broker = engine.new_context().event_broker()
@@ -222,6 +222,6 @@ async def test_no_secret_ever_shows_in_a_repr_a_message_a_log_line_or_a_tracebac
     assert any("127.0.0.1:1" in text for text in seen)  # the address, not the password
 
 
-def test_the_readme_states_the_acl_rule_as_one_line() -> None:
-    rules = readme_acl_line().split()[3:]
+def test_the_security_page_states_the_acl_rule_as_one_line() -> None:
+    rules = docs_acl_line().split()[3:]
     assert rules[:2] == ["on", ">app-secret"] and "+xadd" in rules and "+time" in rules

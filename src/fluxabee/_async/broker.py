@@ -328,7 +328,7 @@ class AsyncEventBroker(AsyncInspection):
         """The one consumer of ``stream`` in ``group`` (default: the stream's first declared
         group), named ``consumer-single``, reading in ID order (publish order, except for an
         event Redis refused mid-``flush`` while accepting a later one of the stream: it lands
-        later; see README "Delivery guarantees").
+        later; see "Delivery guarantees" in the docs' Concepts page).
 
         It holds a lock in Redis (``{stream}:lock`` for ``consumer_group``, else
         ``{stream}:lock:<group>``: one per stream and group; TTL ``lock_ttl`` > 0, refreshed
