@@ -150,7 +150,7 @@ def test_after_xackdel_is_lost_a_stream_with_undeclared_groups_still_never_delet
     retainer = Retainer(Stream("s"), clock=clock)
     groups = [[b"name", b"consumer_group"], [b"name", b"audit"]]
     lost = reply_error("ERR unknown command 'XACKDEL', with args beginning with: ")
-    acks = iter([[lost], [1]])
+    acks: Any = iter([[lost], [1]])
 
     def redis(send: Send) -> list[Any]:
         return next(acks) if send.packed else [groups]
@@ -188,7 +188,9 @@ def test_a_retainer_that_has_acked_nothing_has_no_trim_due() -> None:
 def test_trims_add_acked_only_on_a_server_with_xackdel() -> None:
     time = [b"1700000000", b"0"]
     two = Stream("s", groups=["a", "b"], retention="trim")
-    positions = [[b"name", g, b"last-delivered-id", b"100-1", b"pending", []] for g in (b"a", b"b")]
+    positions: list[Any] = [
+        [b"name", g, b"last-delivered-id", b"100-1", b"pending", []] for g in (b"a", b"b")
+    ]
     full = [b"length", 4, b"entries", [[b"100-0", [b"s", b"0"]]], b"groups", positions]
     plain = Retainer(Stream("s", groups=["a"], retention="trim"))
     run = drive(plain.trim_now(), redis_of(FULL_ONE, [1], time), groups=("a",))
