@@ -76,6 +76,36 @@ def redis_of(dead_reply: Any = b"99-0") -> Any:
     return redis
 
 
+# -- poison isolation ----------------------------------------------------------------------
+
+
+def test_an_event_dead_lettered_at_once_during_isolation_does_not_stop_the_others() -> None:
+    m = machine(policy=RetryPolicy(max_deliveries=5, dead_letter_on=(Poison,)))
+
+    def handler(events: list[Event[Any]]) -> BaseException | None:
+        return Poison() if any(e.id == "1-0" for e in events) else None
+
+    run = drive(m.deliver(events_of(m, "1-0", "2-0", "3-0")), redis_of(), handler)
+    assert run.error is None and run.result == 2
+    assert run.hands() == [["1-0", "2-0", "3-0"], ["1-0"], ["2-0"], ["3-0"]]
+
+
+def test_consumer_single_keeps_the_events_behind_a_failing_one_waiting_in_order() -> None:
+    clock = Clock()
+    lease = Lease("{s}:lock", 10.0, clock=clock, token="me")
+    m, recorder = observed(clock=clock, lease=lease, policy=RetryPolicy(max_deliveries=5))
+    lease.confirmed(clock.now)
+
+    def handler(events: list[Event[Any]]) -> BaseException | None:
+        return Poison() if any(e.id == "2-0" for e in events) else None
+
+    run = drive(m.deliver(events_of(m, "1-0", "2-0", "3-0")), redis_of(), handler)
+    assert run.error is None and run.result == 1
+    assert run.hands() == [["1-0", "2-0", "3-0"], ["1-0"], ["2-0"]]  # 3-0 waits behind 2-0
+    assert recorder.calls[-1] == ("retried", "s", GROUP, ["2-0", "3-0"])
+    assert len(run.pauses()) == 1
+
+
 # -- observers ----------------------------------------------------------------------------
 
 
