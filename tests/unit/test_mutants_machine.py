@@ -301,6 +301,29 @@ def test_a_failed_batch_is_one_line_naming_the_stream_the_first_twenty_ids_and_t
     ]
 
 
+def test_a_lone_event_that_fails_is_logged_with_its_error_and_traceback_a_batch_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    m = machine(policy=RetryPolicy(max_deliveries=5))
+    error = Poison("p")
+    with caplog.at_level(logging.ERROR, logger="fluxabee"):
+        drive(m.deliver(events_of(m, "1-0")), redis_of(), lambda events: error)
+    (record,) = caplog.records
+    assert record.getMessage() == "handler failed on event 1-0 of s (delivery 1): Poison('p')"
+    assert record.exc_info is not None and record.exc_info[1] is error
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="fluxabee"):
+        drive(m.deliver(events_of(m, "2-0", "3-0")), redis_of(), lambda events: error)
+    assert caplog.records[0].getMessage() == (
+        "handler failed on a batch of 2 events of s (ids 2-0, 3-0): Poison('p'); "
+        "handing each over alone"
+    )
+    assert [r.getMessage().split(" (")[0] for r in caplog.records[1:]] == [
+        "handler failed on event 2-0 of s",
+        "handler failed on event 3-0 of s",
+    ]
+
+
 # -- run ---------------------------------------------------------------------------------
 
 
