@@ -333,8 +333,18 @@ def test_run_raises_refused_credentials_at_once_instead_of_waiting_them_out() ->
     def refused(send: Send) -> list[Any]:
         raise BrokerAuthenticationError("WRONGPASS invalid username-password pair")
 
-    run = drive(m.run(10, 100, 1000, lambda: False), refused)
-    assert isinstance(run.error, BrokerAuthenticationError) and run.pauses() == []
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return False
+
+    run = drive(
+        m.run(10, 100, 1000, lambda: len(waits) >= 3),  # a retry loop would stop here
+        refused,
+        on_pause=wait,
+    )
+    assert isinstance(run.error, BrokerAuthenticationError) and waits == []
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,9 @@ def test_new_entries_read_under_the_lock_do_not_send_the_next_read_to_own_pendin
 def test_a_locked_read_with_no_time_left_sends_no_xread() -> None:
     m, _lease, _clock = locked()
     m.pending_first = False
-    run = drive(m.read(10, 0), lambda send: [[1, None, None, b"4-0"]])
+    replies: Any = iter([[[1, None, None, b"4-0"]]])  # a second send fails the read
+    run = drive(m.read(10, 0), lambda send: next(replies))
+    assert run.error is None
     assert run.result == [] and run.sent() == ["EVAL:read_single"]
 
 
