@@ -3,9 +3,12 @@
 The asyncio shell of ``process`` (:mod:`fluxabee._async.process`) calls
 :class:`AsyncWorkers`; ``scripts/unasync.py`` renames it :class:`SyncWorkers` in the
 generated sync shell. Under asyncio each handler call is a task (a plain ``def`` handler
-runs in a thread through :func:`asyncio.to_thread`); under threads each is a job of a real
-:class:`~concurrent.futures.ThreadPoolExecutor` of ``concurrency`` threads, and the read
-runs in a thread of its own so the loop can wait for whichever ends first. No event loop
+runs in a thread of the loop's own pool of ``concurrency`` threads: the event loop's
+default executor has only ``min(32, cpus + 4)``, which would cap such a window); under
+threads each is a job of a real :class:`~concurrent.futures.ThreadPoolExecutor` of
+``concurrency`` threads, and the read runs in a thread of its own so the loop can wait for
+whichever ends first. Either pool is shut down when ``process`` ends: its idle threads are
+joined, handlers left running past the shutdown timeout are not waited for. No event loop
 runs in a hidden thread.
 """
 
@@ -14,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import queue
+import threading
 from collections.abc import Callable, Collection, Coroutine, Generator
 from concurrent import futures
 from typing import Any, TypeVar
@@ -24,6 +29,9 @@ from ._validate import _is_async
 from .errors import InvalidArgumentError
 
 T = TypeVar("T")
+
+#: The name prefix of the threads ``process`` runs handlers in.
+THREADS = "fluxabee-handler"
 
 
 class AsyncWorkers:
@@ -35,13 +43,20 @@ class AsyncWorkers:
         self._is_async = _is_async(handler)
         self._finished: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
+        #: Threads for a plain ``def`` handler: ``concurrency`` of them (created as needed).
+        self._pool: futures.ThreadPoolExecutor | None = None
+        if not self._is_async:
+            self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix=THREADS)
+        self._abandoned = False
 
     async def call(self, event: Any) -> None:
-        """Call the handler with one event (a plain ``def`` in a thread)."""
-        if self._is_async:
+        """Call the handler with one event (a plain ``def`` in a thread of the pool, in a
+        copy of the current context, as :func:`asyncio.to_thread` does)."""
+        if self._pool is None:
             await self._handler(event)
             return
-        result = await asyncio.to_thread(self._handler, event)
+        call = functools.partial(contextvars.copy_context().run, self._handler, event)
+        result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
         if inspect.isawaitable(result):  # a callable object whose __call__ returns one
             await result
 
@@ -140,10 +155,31 @@ class AsyncWorkers:
         for task in tasks:
             task.cancel()
         if tasks:
+            self._abandoned = True  # a plain def handler's thread runs on regardless
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        """Nothing to release under asyncio (threads come from the loop's executor)."""
+        """Shut the handler threads down: joined when all are idle (in a helper thread, so
+        the loop never blocks); not waited for when a handler was abandoned."""
+        pool = self._pool
+        if pool is None:
+            return
+        if self._abandoned:
+            pool.shutdown(wait=False, cancel_futures=True)
+            return
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[None] = loop.create_future()
+
+        def join() -> None:
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+            finally:
+                loop.call_soon_threadsafe(_wake, joined)
+
+        helper = threading.Thread(target=join, name=f"{THREADS}-join")
+        helper.start()
+        await asyncio.shield(joined)  # a second cancel leaves the helper to finish alone
+        helper.join()
 
 
 class _Done:
@@ -197,9 +233,10 @@ class SyncWorkers:
 
     def __init__(self, concurrency: int, handler: Callable[..., Any]) -> None:
         self._handler = handler
-        self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix="fluxabee-handler")
+        self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix=THREADS)
         self._reader = futures.ThreadPoolExecutor(1, thread_name_prefix="fluxabee-read")
         self._finished: queue.SimpleQueue[futures.Future[Any]] = queue.SimpleQueue()
+        self._abandoned = False
 
     def call(self, event: Any) -> None:
         """Call the handler with one event (in a pool thread)."""
@@ -271,9 +308,11 @@ class SyncWorkers:
         cancelled, so ``process`` returns without waiting for them."""
         for job in jobs:
             job.cancel()
+        self._abandoned = True
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        """Release the threads (waits for the read thread; handlers have ended)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Release the threads: the read thread and the idle handler threads are joined,
+        handlers abandoned past the shutdown timeout are not waited for."""
+        self._pool.shutdown(wait=not self._abandoned, cancel_futures=True)
         self._reader.shutdown(wait=True)
