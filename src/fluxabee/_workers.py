@@ -228,13 +228,14 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 class SyncWorkers:
-    """A thread pool of ``concurrency`` threads for one ``process`` loop, and a read thread;
-    finished jobs are collected in a queue as they end."""
+    """A thread pool of ``concurrency`` threads for one ``process`` loop, and two IO threads
+    (a read and an ack); finished jobs are collected in a queue as they end."""
 
     def __init__(self, concurrency: int, handler: Callable[..., Any]) -> None:
         self._handler = handler
         self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix=THREADS)
-        self._reader = futures.ThreadPoolExecutor(1, thread_name_prefix="fluxabee-read")
+        #: A read and an ack, each beside the handlers.
+        self._reader = futures.ThreadPoolExecutor(2, thread_name_prefix="fluxabee-io")
         self._finished: queue.SimpleQueue[futures.Future[Any]] = queue.SimpleQueue()
         self._abandoned = False
 
@@ -271,7 +272,7 @@ class SyncWorkers:
         return job
 
     def spawn(self, work: Callable[[], T]) -> futures.Future[T]:
-        """Run ``work()`` (a read) in the read thread."""
+        """Run ``work()`` (a read or an ack) in a thread of its own."""
         job = self._reader.submit(work)
         job.add_done_callback(self._finished.put)
         return job
@@ -312,7 +313,7 @@ class SyncWorkers:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        """Release the threads: the read thread and the idle handler threads are joined,
+        """Release the threads: the IO threads and the idle handler threads are joined,
         handlers abandoned past the shutdown timeout are not waited for."""
         self._pool.shutdown(wait=not self._abandoned, cancel_futures=True)
         self._reader.shutdown(wait=True)
