@@ -61,15 +61,15 @@ class AsyncWorkers:
             await result
 
     def handle(self, event: Any) -> Any:
-        """Start the handler on ``event``; the job ends up in :meth:`wait`.
+        """Start the handler on ``event``: a job that ends up in :meth:`wait`, or ``None``
+        when the handler already returned without an error.
 
         An ``async def`` handler starts eagerly (as Python 3.12's eager tasks do): its
         first step runs now, in a context of its own, and only a handler that really waits
         becomes a task, so one that finishes at once costs no task and no loop turn.
         """
-        loop = asyncio.get_running_loop()
         if not self._is_async:
-            task = loop.create_task(self.call(event))
+            task = asyncio.get_running_loop().create_task(self.call(event))
             task.add_done_callback(self._ended)
             return task
         coro = self._handler(event)
@@ -77,12 +77,12 @@ class AsyncWorkers:
         try:
             first = context.run(coro.send, None)
         except StopIteration:
-            done = _Done(None)
+            return None
         except Exception as exc:
             done = _Done(exc)
         else:
             # (a task copies the current context: this one, with what the first step set)
-            task = context.run(loop.create_task, _resume(coro, first))
+            task = context.run(asyncio.get_running_loop().create_task, _resume(coro, first))
             task.add_done_callback(self._ended)
             return task
         self._finished.append(done)

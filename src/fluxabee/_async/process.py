@@ -117,6 +117,7 @@ class AsyncProcessor:
     async def run(self) -> int:
         """Run until ``stop()``: how many events a handler finished without an error."""
         window, jobs, workers, clock = self._window, self._jobs, self._workers, self._clock
+        stop = self._stop
         deadline = 0.0
         # A new window holds nothing: whatever is pending on this consumer (an earlier
         # loop's unfinished or cancelled events) is read again first, in stream order.
@@ -126,7 +127,7 @@ class AsyncProcessor:
         try:
             while True:
                 workers.check_cancelled()
-                if self._stop.is_set() and not window.stopping:
+                if stop.is_set() and not window.stopping:
                     window.stop()
                     deadline = clock() + self._shutdown_timeout
                 if window.stopping:
@@ -145,15 +146,19 @@ class AsyncProcessor:
                         break
                 if clock() >= self._quiet_until:
                     await self._redis_steps()
-                for event in self._startable():
-                    jobs[self._start(event)] = event
+                started = self._startable()
+                while started:  # (an event that ended at once may let its key's next start)
+                    for event in started:
+                        self._begin(event)
+                    started = [] if stop.is_set() else self._startable()
                 if self._observers is not None:
                     self._tell_in_flight()
-                if self._read is None and clock() >= self._quiet_until:
+                asked = stop.is_set() and not window.stopping  # by a handler: stop at once
+                if self._read is None and not asked and clock() >= self._quiet_until:
                     count = window.to_read()
                     if count:
                         self._read = workers.spawn(functools.partial(self._read_some, count))
-                wake = window.wake_in()
+                wake = 0.0 if asked else window.wake_in()
                 timeout = WAIT_SLICE if wake is None else min(wake, WAIT_SLICE)
                 for job in await workers.wait(timeout):
                     if job is self._read:
@@ -223,8 +228,17 @@ class AsyncProcessor:
             return []  # consumer_single: never start an event outside the lock
         return self._window.start()
 
+    def _begin(self, event: AsyncEvent) -> None:
+        """Start the handler on ``event``: a job to wait for, or finished at once."""
+        job = self._start(event)
+        if job is None:  # the handler returned in its first step: no job, no loop turn
+            self._finished(event, None)
+        else:
+            self._jobs[job] = event
+
     def _start(self, event: AsyncEvent) -> Any:
-        """Start the handler on ``event``: a job whose outcome is its exception or None."""
+        """Start the handler on ``event``: a job whose outcome is its exception or None,
+        or ``None`` when it already returned without an error."""
         if self._observers is None:
             return self._workers.handle(event)  # the hot path: no wrapper
         return self._workers.submit(functools.partial(self._call, event))
@@ -379,7 +393,7 @@ class AsyncProcessor:
                 raise
             started = window.redelivered(due, events)
             for event in started:
-                self._jobs[self._start(event)] = event
+                self._begin(event)
         count = 0 if machine.pending_first else window.to_claim()  # own pending first
         if count:
             sent_at = self._clock()
