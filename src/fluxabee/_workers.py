@@ -3,13 +3,14 @@
 The asyncio shell of ``process`` (:mod:`fluxabee._async.process`) calls
 :class:`AsyncWorkers`; ``scripts/unasync.py`` renames it :class:`SyncWorkers` in the
 generated sync shell. Under asyncio each handler call is a task (a plain ``def`` handler
-runs in a thread of the loop's own pool of ``concurrency`` threads: the event loop's
-default executor has only ``min(32, cpus + 4)``, which would cap such a window); under
-threads each is a job of a real :class:`~concurrent.futures.ThreadPoolExecutor` of
-``concurrency`` threads, and the read runs in a thread of its own so the loop can wait for
-whichever ends first. Either pool is shut down when ``process`` ends: its idle threads are
-joined, handlers left running past the shutdown timeout are not waited for. No event loop
-runs in a hidden thread.
+runs in a thread of the ``process`` loop's own pool of ``concurrency`` threads: the event
+loop's default executor has only ``min(32, cpus + 4)``, which would cap such a window), and
+so are the read and the ack; under threads each handler call is a job of a real
+:class:`~concurrent.futures.ThreadPoolExecutor` of ``concurrency`` threads, and the read
+and the ack run in threads of their own, so the loop can wait for whichever ends first.
+Either pool is shut down when ``process`` ends: its idle threads are joined, handlers left
+running past the shutdown timeout are not waited for. No event loop runs in a hidden
+thread.
 """
 
 from __future__ import annotations
