@@ -4,6 +4,7 @@ loops exist still stops them."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import msgpack
 import pytest
@@ -81,3 +82,23 @@ async def test_plain_calls_from_threads_of_an_asyncio_app_return_their_results(
     assert isinstance(results[0], str)
     assert isinstance(results[1], list) and len(results[1]) == 1
     assert sorted(msgpack.unpackb(f[b"s"]) for _, f in rclient.xrange("invoices")) == [1, 101]
+
+
+async def test_a_plain_def_handler_of_an_asyncio_app_runs_concurrency_at_once(
+    redis_url: str,
+) -> None:
+    app = App(Config.from_url(redis_url, streams=["orders"]))
+    meeting = threading.Barrier(20, timeout=20)  # breaks unless 20 calls run at once
+    met: list[int] = []
+
+    @app.consumer("orders", concurrency=20)
+    def bill(order: int) -> None:  # a plain def: a thread of the app's own pool
+        meeting.wait()
+        met.append(order)
+
+    async with running(app) as run:
+        for number in range(20):
+            app.publish("orders", number)
+        await app.flush()
+        await run.drained()
+    assert sorted(met) == list(range(20))

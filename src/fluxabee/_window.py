@@ -216,19 +216,22 @@ class Window:
         after a stop, new ones go straight to the hand-back list.
         """
         held, key = self._held, self._key
-        fixed = _ONE_KEY if self._ordered else _NO_KEY
+        if self.stopping:
+            self._handback.extend(e.id for e in events if e.id not in held)
+            return
+        if key is None and not self._ordered:  # the hot path: no key, no queues
+            ready = self._ready
+            for event in events:
+                if event.id not in held:
+                    item = held[event.id] = Held(event, _NO_KEY, READY, at)
+                    ready.append(item)
+            return
         for event in events:
             if event.id in held:
                 continue
-            if self.stopping:
-                self._handback.append(event.id)
-                continue
-            k = key(event) if key is not None else fixed
+            k = key(event) if key is not None else _ONE_KEY
             item = Held(event, k, READY, at)
             held[event.id] = item
-            if k is _NO_KEY:
-                self._ready.append(item)
-                continue
             queue = self._queues.get(k)
             if queue is None:
                 self._queues[k] = deque()
@@ -244,14 +247,23 @@ class Window:
         Returns the retry delay in seconds when the event waits for a retry, else
         ``None`` (acked, dead-lettered or handed back).
         """
-        item = self._held.get(event.id)
+        entry_id = event.id
+        item = self._held.get(entry_id)
         if item is None or item.state != RUNNING:
             return None
         self._running -= 1
-        if failure is None:
+        if failure is None:  # the hot path: _ack and _release, inlined
             if not event.acked:
-                self._ack(event.id)
-            self._release(item)
+                acks = self._acks
+                if not acks:
+                    self._acks_since = self._clock()
+                acks.append(entry_id)
+                self._unconfirmed.add(entry_id)
+            del self._held[entry_id]
+            if self._lapsed:
+                self._lapsed.discard(entry_id)
+            if item.key is not _NO_KEY:
+                self._next_of(item.key)
             return None
         if self.stopping:
             del self._held[event.id]
@@ -496,9 +508,11 @@ class Window:
         event_id = item.event.id
         self._held.pop(event_id, None)
         self._lapsed.discard(event_id)
-        key = item.key
-        if key is _NO_KEY:
-            return
+        if item.key is not _NO_KEY:
+            self._next_of(item.key)
+
+    def _next_of(self, key: Hashable) -> None:
+        """The event holding ``key`` is done: the next one queued behind it is ready."""
         queue = self._queues.get(key)
         if queue is None:
             return

@@ -3,10 +3,14 @@
 The asyncio shell of ``process`` (:mod:`fluxabee._async.process`) calls
 :class:`AsyncWorkers`; ``scripts/unasync.py`` renames it :class:`SyncWorkers` in the
 generated sync shell. Under asyncio each handler call is a task (a plain ``def`` handler
-runs in a thread through :func:`asyncio.to_thread`); under threads each is a job of a real
+runs in a thread of the ``process`` loop's own pool of ``concurrency`` threads: the event
+loop's default executor has only ``min(32, cpus + 4)``, which would cap such a window), and
+so are the read and the ack; under threads each handler call is a job of a real
 :class:`~concurrent.futures.ThreadPoolExecutor` of ``concurrency`` threads, and the read
-runs in a thread of its own so the loop can wait for whichever ends first. No event loop
-runs in a hidden thread.
+and the ack run in threads of their own, so the loop can wait for whichever ends first.
+Either pool is shut down when ``process`` ends: its idle threads are joined, handlers left
+running past the shutdown timeout are not waited for. No event loop runs in a hidden
+thread.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import queue
 import sys
+import threading
 from collections.abc import Callable, Collection, Coroutine, Generator
 from concurrent import futures
 from typing import Any, TypeVar
@@ -25,6 +31,9 @@ from ._validate import _is_async
 from .errors import InvalidArgumentError
 
 T = TypeVar("T")
+
+#: The name prefix of the threads ``process`` runs handlers in.
+THREADS = "fluxabee-handler"
 
 
 class AsyncWorkers:
@@ -36,26 +45,33 @@ class AsyncWorkers:
         self._is_async = _is_async(handler)
         self._finished: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
+        #: Threads for a plain ``def`` handler: ``concurrency`` of them (created as needed).
+        self._pool: futures.ThreadPoolExecutor | None = None
+        if not self._is_async:
+            self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix=THREADS)
+        self._abandoned = False
 
     async def call(self, event: Any) -> None:
-        """Call the handler with one event (a plain ``def`` in a thread)."""
-        if self._is_async:
+        """Call the handler with one event (a plain ``def`` in a thread of the pool, in a
+        copy of the current context, as :func:`asyncio.to_thread` does)."""
+        if self._pool is None:
             await self._handler(event)
             return
-        result = await asyncio.to_thread(self._handler, event)
+        call = functools.partial(contextvars.copy_context().run, self._handler, event)
+        result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
         if inspect.isawaitable(result):  # a callable object whose __call__ returns one
             await result
 
     def handle(self, event: Any) -> Any:
-        """Start the handler on ``event``; the job ends up in :meth:`wait`.
+        """Start the handler on ``event``: a job that ends up in :meth:`wait`, or ``None``
+        when the handler already returned without an error.
 
         An ``async def`` handler starts eagerly (as Python 3.12's eager tasks do): its
         first step runs now, in a context of its own, and only a handler that really waits
         becomes a task, so one that finishes at once costs no task and no loop turn.
         """
-        loop = asyncio.get_running_loop()
         if not self._is_async or not EAGER:
-            task = loop.create_task(self.call(event))
+            task = asyncio.get_running_loop().create_task(self.call(event))
             task.add_done_callback(self._ended)
             return task
         coro = self._handler(event)
@@ -63,12 +79,13 @@ class AsyncWorkers:
         try:
             first = context.run(coro.send, None)
         except StopIteration:
-            done = _Done(None)
+            return None
         except Exception as exc:
             done = _Done(exc)
         else:
             # The task goes on in the very context of the first step (not a copy of it): a
             # handler that sets a ContextVar there resets it with its token later.
+            loop = asyncio.get_running_loop()
             task = loop.create_task(_resume(coro, first), context=context)  # type: ignore[call-arg,unused-ignore]
             task.add_done_callback(self._ended)
             return task
@@ -142,10 +159,31 @@ class AsyncWorkers:
         for task in tasks:
             task.cancel()
         if tasks:
+            self._abandoned = True  # a plain def handler's thread runs on regardless
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        """Nothing to release under asyncio (threads come from the loop's executor)."""
+        """Shut the handler threads down: joined when all are idle (in a helper thread, so
+        the loop never blocks); not waited for when a handler was abandoned."""
+        pool = self._pool
+        if pool is None:
+            return
+        if self._abandoned:
+            pool.shutdown(wait=False, cancel_futures=True)
+            return
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[None] = loop.create_future()
+
+        def join() -> None:
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+            finally:
+                loop.call_soon_threadsafe(_wake, joined)
+
+        helper = threading.Thread(target=join, name=f"{THREADS}-join")
+        helper.start()
+        await asyncio.shield(joined)  # a second cancel leaves the helper to finish alone
+        helper.join()
 
 
 #: Whether ``create_task`` takes the context to run in (Python 3.11+), which starting a
@@ -199,14 +237,16 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 class SyncWorkers:
-    """A thread pool of ``concurrency`` threads for one ``process`` loop, and a read thread;
-    finished jobs are collected in a queue as they end."""
+    """A thread pool of ``concurrency`` threads for one ``process`` loop, and two IO threads
+    (a read and an ack); finished jobs are collected in a queue as they end."""
 
     def __init__(self, concurrency: int, handler: Callable[..., Any]) -> None:
         self._handler = handler
-        self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix="fluxabee-handler")
-        self._reader = futures.ThreadPoolExecutor(1, thread_name_prefix="fluxabee-read")
+        self._pool = futures.ThreadPoolExecutor(concurrency, thread_name_prefix=THREADS)
+        #: A read and an ack, each beside the handlers.
+        self._reader = futures.ThreadPoolExecutor(2, thread_name_prefix="fluxabee-io")
         self._finished: queue.SimpleQueue[futures.Future[Any]] = queue.SimpleQueue()
+        self._abandoned = False
 
     def call(self, event: Any) -> None:
         """Call the handler with one event (in a pool thread)."""
@@ -241,7 +281,7 @@ class SyncWorkers:
         return job
 
     def spawn(self, work: Callable[[], T]) -> futures.Future[T]:
-        """Run ``work()`` (a read) in the read thread."""
+        """Run ``work()`` (a read or an ack) in a thread of its own."""
         job = self._reader.submit(work)
         job.add_done_callback(self._finished.put)
         return job
@@ -278,9 +318,11 @@ class SyncWorkers:
         cancelled, so ``process`` returns without waiting for them."""
         for job in jobs:
             job.cancel()
+        self._abandoned = True
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        """Release the threads (waits for the read thread; handlers have ended)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Release the threads: the IO threads and the idle handler threads are joined,
+        handlers abandoned past the shutdown timeout are not waited for."""
+        self._pool.shutdown(wait=not self._abandoned, cancel_futures=True)
         self._reader.shutdown(wait=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import threading
 import time
 from typing import Any
 
@@ -80,6 +81,43 @@ def test_the_window_is_filled_and_never_exceeded_and_everything_is_acked(
     assert gauge.most == 7  # filled, never exceeded
     assert rclient.xlen("test-stream") == 0
     assert rclient.xpending("test-stream", consumer.group)["pending"] == 0
+
+
+def handler_threads() -> set[threading.Thread]:
+    """The threads ``process`` runs handlers (and reads) in, alive now."""
+    return {t for t in threading.enumerate() if t.name.startswith("fluxabee-")}
+
+
+def test_a_plain_def_handler_runs_concurrency_at_once_and_leaves_no_thread(
+    broker: EventBroker, rclient: redis.Redis
+) -> None:
+    # Under asyncio a plain def handler runs in threads of the process's own pool of
+    # `concurrency` threads (not the loop's default executor, of min(32, cpus + 4)).
+    publish(broker, "test-stream", list(range(20)))
+    consumer = broker.consumer_many("test-stream")
+    before = handler_threads()
+    barrier = threading.Barrier(20, timeout=10)  # passed only when 20 run at once
+    lock = threading.Lock()
+    passed: list[int] = []
+    broken: list[int] = []
+
+    def handler(event: SyncEvent) -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            with lock:
+                broken.append(event.body)
+        else:
+            with lock:
+                passed.append(event.body)
+        with lock:
+            if len(passed) + len(broken) == 20:
+                consumer.stop()
+
+    assert consumer.process(handler, concurrency=20, block=0.05) == 20
+    assert not broken and sorted(passed) == list(range(20))
+    assert handler_threads() <= before  # none of its threads outlives process
+    assert rclient.xlen("test-stream") == 0
 
 
 def test_order_per_key_holds_under_random_failures_and_retries(

@@ -89,10 +89,18 @@ class AsyncAppRuntime:
         )
 
     def _loop_of(self, consumer: AsyncConsumer, item: Registration) -> Any:
+        pool = AsyncLoops.new_pool(item.spec.is_async, item.concurrency)
+
         async def handle(event: AsyncEvent) -> None:
-            await self._handle(item, event)
+            await self._handle(item, event, pool)
 
         async def loop() -> None:
+            try:
+                await serve()
+            finally:
+                AsyncLoops.close_pool(pool)
+
+        async def serve() -> None:
             async with consumer:
                 logger.info(
                     "app handler %s reads %s as %s of group %s",
@@ -115,7 +123,7 @@ class AsyncAppRuntime:
 
         return loop
 
-    async def _handle(self, item: Registration, event: AsyncEvent) -> None:
+    async def _handle(self, item: Registration, event: AsyncEvent, pool: Any = None) -> None:
         """One handler call: its arguments, its own follow-up broker, the flush before the
         ack (the window acks when this returns)."""
         spec = item.spec
@@ -123,7 +131,7 @@ class AsyncAppRuntime:
         scope = Scope(self)
         token = CURRENT.set(scope)
         try:
-            await AsyncLoops.call(spec.func, spec.is_async, args, kwargs)
+            await AsyncLoops.call(spec.func, spec.is_async, args, kwargs, pool)
         except BaseException:
             if scope.broker is not None:
                 scope.broker.discard()  # a handler that raises publishes nothing

@@ -5,7 +5,11 @@ to ack, renew, redeliver, dead-letter or hand back, when to wake up), and every 
 is a flow of the consumer's :class:`~fluxabee._machine.ConsumerMachine` (reading own
 pending first, ``triage``, dead letters, acks in the stream's ack mode, redelivery,
 claims). This loop only runs them: handler calls as tasks (:class:`AsyncWorkers`: threads
-in the sync twin), one read at a time beside them, and the window's timers.
+in the sync twin), one read and one ack at a time beside them, and the window's timers.
+
+Acks go out beside the loop, not in it: while Redis acks (and, with ``XDEL`` retention,
+deletes) one batch, the loop reads, triages and handles the next, so Redis and Python work
+at the same time; only when the loop ends is an ack awaited in line.
 """
 
 from __future__ import annotations
@@ -98,6 +102,9 @@ class AsyncProcessor:
         self._clock = time.monotonic
         self._jobs: dict[Any, AsyncEvent] = {}
         self._read: Any = None
+        #: The ack job under way (one at a time) and the IDs it acks.
+        self._acking: Any = None
+        self._ack_ids: list[str] = []
         self._attempt = 0
         self._outage_started = 0.0
         self._quiet_until = 0.0
@@ -110,6 +117,7 @@ class AsyncProcessor:
     async def run(self) -> int:
         """Run until ``stop()``: how many events a handler finished without an error."""
         window, jobs, workers, clock = self._window, self._jobs, self._workers, self._clock
+        stop = self._stop
         deadline = 0.0
         # A new window holds nothing: whatever is pending on this consumer (an earlier
         # loop's unfinished or cancelled events) is read again first, in stream order.
@@ -119,11 +127,11 @@ class AsyncProcessor:
         try:
             while True:
                 workers.check_cancelled()
-                if self._stop.is_set() and not window.stopping:
+                if stop.is_set() and not window.stopping:
                     window.stop()
                     deadline = clock() + self._shutdown_timeout
                 if window.stopping:
-                    if not jobs and self._read is None and window.idle():
+                    if not jobs and self._read is None and self._acking is None and window.idle():
                         break
                     if jobs and clock() >= deadline:
                         logger.warning(
@@ -135,24 +143,30 @@ class AsyncProcessor:
                         )
                         await workers.abandon(list(jobs))
                         jobs.clear()
-                        await self._redis_steps()
                         break
                 if clock() >= self._quiet_until:
                     await self._redis_steps()
-                for event in self._startable():
-                    jobs[self._start(event)] = event
+                started = self._startable()
+                while started:  # (an event that ended at once may let its key's next start)
+                    for event in started:
+                        self._begin(event)
+                    started = [] if stop.is_set() else self._startable()
                 if self._observers is not None:
                     self._tell_in_flight()
-                if self._read is None and clock() >= self._quiet_until:
+                asked = stop.is_set() and not window.stopping  # by a handler: stop at once
+                if self._read is None and not asked and clock() >= self._quiet_until:
                     count = window.to_read()
                     if count:
                         self._read = workers.spawn(functools.partial(self._read_some, count))
-                wake = window.wake_in()
+                wake = 0.0 if asked else window.wake_in()
                 timeout = WAIT_SLICE if wake is None else min(wake, WAIT_SLICE)
                 for job in await workers.wait(timeout):
                     if job is self._read:
                         self._read = None
                         self._received(job)
+                    elif job is self._acking:
+                        self._acking = None
+                        self._acked(job)
                     elif job in jobs:
                         self._finished(jobs.pop(job), workers.outcome(job))
         finally:
@@ -178,8 +192,15 @@ class AsyncProcessor:
                     self._received(read)
                 else:  # a read stuck past its own timeout: its entries stay pending on us
                     await self._workers.abandon([read])
+            if self._acking is not None:
+                ack, self._acking = self._acking, None
+                await self._workers.settle(ack, BLOCK_READ_MARGIN)
+                if ack.done():
+                    self._acked(ack)
+                else:  # stuck past its own timeout: those events stay pending, handed again
+                    await self._workers.abandon([ack])
             window.stop()
-            await self._redis_steps()
+            await self._redis_steps(inline=True)
         except Exception:
             logger.warning(
                 "process of %s could not ack or hand back everything on leaving; "
@@ -207,8 +228,17 @@ class AsyncProcessor:
             return []  # consumer_single: never start an event outside the lock
         return self._window.start()
 
+    def _begin(self, event: AsyncEvent) -> None:
+        """Start the handler on ``event``: a job to wait for, or finished at once."""
+        job = self._start(event)
+        if job is None:  # the handler returned in its first step: no job, no loop turn
+            self._finished(event, None)
+        else:
+            self._jobs[job] = event
+
     def _start(self, event: AsyncEvent) -> Any:
-        """Start the handler on ``event``: a job whose outcome is its exception or None."""
+        """Start the handler on ``event``: a job whose outcome is its exception or None,
+        or ``None`` when it already returned without an error."""
         if self._observers is None:
             return self._workers.handle(event)  # the hot path: no wrapper
         return self._workers.submit(functools.partial(self._call, event))
@@ -270,13 +300,43 @@ class AsyncProcessor:
         self._recovered()
         self._window.received(events, sent_at)
 
+    # -- acks ----------------------------------------------------------------------------
+
+    async def _ack_some(self, ids: list[str]) -> None:
+        await self._driver.drive(self._machine.ack(ids))
+
+    def _acked(self, job: Any) -> None:
+        """The ack job ended: its IDs are confirmed, or acked with the next one."""
+        ids, self._ack_ids = self._ack_ids, []
+        try:
+            self._workers.done(job)
+        except ConsumerLockedError:
+            self._window.ack_failed(ids)
+            self._machine.standby()
+            lease = self._lease
+            self._quiet_until = self._clock() + (lease.poll_interval if lease else 0.1)
+            return
+        except BrokerConnectionError as exc:
+            self._window.ack_failed(ids)
+            self._outage(exc)
+            return
+        except BaseException:
+            self._window.ack_failed(ids)
+            raise
+        self._recovered()
+        self._window.acked(ids)
+        machine = self._machine
+        if machine.observers:
+            machine.observers.acked(machine.stream, machine.group, len(ids))
+
     # -- the Redis steps of the window ---------------------------------------------------
 
-    async def _redis_steps(self) -> None:
+    async def _redis_steps(self, inline: bool = False) -> None:
         """Acks, dead letters, hand-backs, renewals, redeliveries, claims and retention,
-        each when the window says; an outage pauses them (handlers go on)."""
+        each when the window says; an outage pauses them (handlers go on). Acks go out
+        as a job beside the loop, or (``inline``, when leaving) awaited here."""
         try:
-            await self._steps()
+            await self._steps(inline)
         except ConsumerLockedError:
             self._machine.standby()  # says once that another process holds the lock
             lease = self._lease
@@ -286,11 +346,14 @@ class AsyncProcessor:
         else:
             self._recovered()
 
-    async def _steps(self) -> None:
+    async def _steps(self, inline: bool) -> None:
         window, machine, drive = self._window, self._machine, self._driver.drive
         stream, group, name = machine.stream, machine.group, machine.name
-        ids = window.acks()
-        if ids:
+        ids = window.acks() if self._acking is None else None
+        if ids and not inline:
+            self._ack_ids = ids
+            self._acking = self._workers.spawn(functools.partial(self._ack_some, ids))
+        elif ids:
             try:
                 await drive(machine.ack(ids))
             except BaseException:
@@ -330,7 +393,7 @@ class AsyncProcessor:
                 raise
             started = window.redelivered(due, events)
             for event in started:
-                self._jobs[self._start(event)] = event
+                self._begin(event)
         count = 0 if machine.pending_first else window.to_claim()  # own pending first
         if count:
             sent_at = self._clock()

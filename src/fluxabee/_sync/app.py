@@ -90,10 +90,18 @@ class AppRuntime:
         )
 
     def _loop_of(self, consumer: Consumer, item: Registration) -> Any:
+        pool = SyncLoops.new_pool(item.spec.is_async, item.concurrency)
+
         def handle(event: SyncEvent) -> None:
-            self._handle(item, event)
+            self._handle(item, event, pool)
 
         def loop() -> None:
+            try:
+                serve()
+            finally:
+                SyncLoops.close_pool(pool)
+
+        def serve() -> None:
             with consumer:
                 logger.info(
                     "app handler %s reads %s as %s of group %s",
@@ -114,7 +122,7 @@ class AppRuntime:
 
         return loop
 
-    def _handle(self, item: Registration, event: SyncEvent) -> None:
+    def _handle(self, item: Registration, event: SyncEvent, pool: Any = None) -> None:
         """One handler call: its arguments, its own follow-up broker, the flush before the
         ack (the window acks when this returns)."""
         spec = item.spec
@@ -122,7 +130,7 @@ class AppRuntime:
         scope = Scope(self)
         token = CURRENT.set(scope)
         try:
-            SyncLoops.call(spec.func, spec.is_async, args, kwargs)
+            SyncLoops.call(spec.func, spec.is_async, args, kwargs, pool)
         except BaseException:
             if scope.broker is not None:
                 scope.broker.discard()  # a handler that raises publishes nothing
