@@ -5,6 +5,7 @@ tests/data (no PyPI package ships the official schema)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -46,6 +47,33 @@ def _resolve(document: dict[str, Any], ref: str) -> Any:
     for part in ref[2:].split("/"):
         node = node[part.replace("~1", "/").replace("~0", "~")]
     return node
+
+
+#: The official AsyncAPI 3.0.0 JSON schema, bundled in npm's ``@asyncapi/specs`` package
+#: (``schemas/3.0.0-without-$id.json``); ``.ci/run`` fetches it with ``npm pack`` and names
+#: it here. Without it the test below is skipped, saying so.
+OFFICIAL_SCHEMA_ENV = "FLUXABEE_ASYNCAPI_SCHEMA"
+
+
+def test_the_asyncapi_document_of_the_example_validates_against_the_official_schema(
+    redis_url: str,
+) -> None:
+    path = os.environ.get(OFFICIAL_SCHEMA_ENV)
+    if not path:
+        pytest.skip(
+            f"the official AsyncAPI 3.0 schema is not here: {OFFICIAL_SCHEMA_ENV} unset "
+            "(.ci/run sets it from npm's @asyncapi/specs when npm is installed)"
+        )
+    schema = json.loads(Path(path).read_text())
+    assert schema["properties"]["asyncapi"]["const"] == "3.0.0"
+    env = cli_env(REDIS_URL=redis_url)
+    result = run_cli("asyncapi", "shop:app", env=env, cwd=str(EXAMPLES))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    assert [e.message for e in validator.iter_errors(document)] == []
+    broken = {**document, "operations": {"x": {"action": "consume", "channel": {"$ref": "#/a"}}}}
+    assert list(validator.iter_errors(broken))  # the schema bites
 
 
 def test_the_asyncapi_document_of_the_example_validates(redis_url: str) -> None:
