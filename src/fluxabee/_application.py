@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 
 from ._app import CURRENT, Registration, Registry, Scope
 from ._async.app import AsyncAppRuntime
+from ._constants import SINGLE_CONSUMER_NAME
 from ._observe import Observer
 from ._policy import RetryPolicy
 from ._sync.app import AppRuntime
+from ._validate import consumer_name
 from .config import Config
 from .errors import ClosedError, InvalidArgumentError
 from .event import Event
@@ -48,11 +50,17 @@ class App:
     path in the message), dead-lettered on its first delivery, never retried.
     """
 
-    def __init__(self, config: Config, *, observers: Iterable[Observer] = ()) -> None:
+    def __init__(
+        self, config: Config, *, observers: Iterable[Observer] = (), name: str | None = None
+    ) -> None:
         if not isinstance(config, Config):
             raise InvalidArgumentError(f"App needs a fluxabee.Config, got {config!r}")
         #: The configuration of the app's streams and Redis pools.
         self.config = config
+        #: A stable consumer name for the app's ``consumer_many`` handlers (say the pod
+        #: name; ``fluxabee run --processes`` gives each worker one): a restarted process
+        #: re-reads what it left pending at once. ``None``: generated names.
+        self.name = None if name is None else consumer_name(name, reserved=SINGLE_CONSUMER_NAME)
         self._observers = list(observers)
         self._registry = Registry(config)
         self._runtime: AsyncAppRuntime | AppRuntime | None = None
@@ -184,7 +192,7 @@ class App:
     def _open(self, kind: type[AsyncAppRuntime] | type[AppRuntime]) -> Any:
         if self._runtime is not None:
             raise InvalidArgumentError("the app is already open")
-        runtime = kind(self.config, self._observers, self._registry)
+        runtime = kind(self.config, self._observers, self._registry, self.name)
         self._runtime = runtime
         return runtime
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import textwrap
 import time
 import urllib.error
@@ -201,6 +202,11 @@ def test_processes_3_handle_10000_events_restart_a_killed_worker_and_stop_on_sig
     _until(lambda: len(set(_done(rclient))) == 10_000, timeout=50)
     _until(lambda: _get(port, "/healthz") == 200)
     assert _get(port, "/readyz") == 200
+    # Worker i reads as HOST-PID-i: the restarted worker took its predecessor's name (and
+    # its pending list, at once), so the group knows three names, not four.
+    names = {c["name"].decode() for c in rclient.xinfo_consumers("work", "consumer_group")}
+    supervisor = run.process.pid
+    assert names == {f"{socket.gethostname()}-{supervisor}-{i}" for i in range(3)}, names
     code, _, err = run.stop(signal.SIGTERM)
     assert code == 0, err
     assert "every worker stopped" in err
@@ -209,7 +215,12 @@ def test_processes_3_handle_10000_events_restart_a_killed_worker_and_stop_on_sig
 
 def test_run_usage_errors(apps: Path, redis_url: str) -> None:
     env = cli_env(APP_REDIS_URL=redis_url)
-    for args in (["run", "apps"], ["run", "apps:nothing"], ["run", "nosuchmodule:app"]):
+    for args in (
+        ["run", "apps"],
+        ["run", "apps:nothing"],
+        ["run", "nosuchmodule:app"],
+        ["run", "apps:many", "--name", "two words"],
+    ):
         result = run_cli(*args, env=env, cwd=str(apps))
         assert result.returncode == 2, result.stderr
 

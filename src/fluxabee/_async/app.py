@@ -33,8 +33,15 @@ logger = logging.getLogger("fluxabee")
 class AsyncAppRuntime:
     """An opened app: an engine, its broker, and (while serving) its consumers."""
 
-    def __init__(self, config: Config, observers: Iterable[Observer], registry: Registry) -> None:
+    def __init__(
+        self,
+        config: Config,
+        observers: Iterable[Observer],
+        registry: Registry,
+        name: str | None = None,
+    ) -> None:
         self._registry = registry
+        self._name = name
         self._engine = AsyncEngine(config, observers=list(observers))
         #: The broker of ``app.publish`` / ``flush`` / ``publish_now`` outside handlers.
         self.broker: AsyncEventBroker = self._engine.new_context().event_broker()
@@ -62,7 +69,7 @@ class AsyncAppRuntime:
         handled. The first loop that fails stops the others; its error is raised."""
         broker = self._engine.new_context().event_broker()
         items = list(self._registry)
-        consumers = [self._consumer(broker, item) for item in items]
+        consumers = [self._consumer(broker, item, self._name) for item in items]
         self._consumers = consumers
         if self._stopping:
             for consumer in consumers:
@@ -75,17 +82,18 @@ class AsyncAppRuntime:
         return self.handled
 
     @staticmethod
-    def _consumer(broker: AsyncEventBroker, item: Registration) -> AsyncConsumer:
+    def _consumer(
+        broker: AsyncEventBroker, item: Registration, name: str | None = None
+    ) -> AsyncConsumer:
         if item.single:
             return broker.consumer_single(
                 item.stream, group=item.group, retry_policy=item.retry_policy
             )
-        if item.min_idle is None:
-            return broker.consumer_many(
-                item.stream, group=item.group, retry_policy=item.retry_policy
-            )
+        options: dict[str, Any] = {"name": name}
+        if item.min_idle is not None:
+            options["min_idle"] = item.min_idle
         return broker.consumer_many(
-            item.stream, group=item.group, retry_policy=item.retry_policy, min_idle=item.min_idle
+            item.stream, group=item.group, retry_policy=item.retry_policy, **options
         )
 
     def _loop_of(self, consumer: AsyncConsumer, item: Registration) -> Any:

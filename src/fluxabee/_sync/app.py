@@ -34,8 +34,15 @@ logger = logging.getLogger("fluxabee")
 class AppRuntime:
     """An opened app: an engine, its broker, and (while serving) its consumers."""
 
-    def __init__(self, config: Config, observers: Iterable[Observer], registry: Registry) -> None:
+    def __init__(
+        self,
+        config: Config,
+        observers: Iterable[Observer],
+        registry: Registry,
+        name: str | None = None,
+    ) -> None:
         self._registry = registry
+        self._name = name
         self._engine = Engine(config, observers=list(observers))
         #: The broker of ``app.publish`` / ``flush`` / ``publish_now`` outside handlers.
         self.broker: EventBroker = self._engine.new_context().event_broker()
@@ -63,7 +70,7 @@ class AppRuntime:
         handled. The first loop that fails stops the others; its error is raised."""
         broker = self._engine.new_context().event_broker()
         items = list(self._registry)
-        consumers = [self._consumer(broker, item) for item in items]
+        consumers = [self._consumer(broker, item, self._name) for item in items]
         self._consumers = consumers
         if self._stopping:
             for consumer in consumers:
@@ -76,17 +83,16 @@ class AppRuntime:
         return self.handled
 
     @staticmethod
-    def _consumer(broker: EventBroker, item: Registration) -> Consumer:
+    def _consumer(broker: EventBroker, item: Registration, name: str | None = None) -> Consumer:
         if item.single:
             return broker.consumer_single(
                 item.stream, group=item.group, retry_policy=item.retry_policy
             )
-        if item.min_idle is None:
-            return broker.consumer_many(
-                item.stream, group=item.group, retry_policy=item.retry_policy
-            )
+        options: dict[str, Any] = {"name": name}
+        if item.min_idle is not None:
+            options["min_idle"] = item.min_idle
         return broker.consumer_many(
-            item.stream, group=item.group, retry_policy=item.retry_policy, min_idle=item.min_idle
+            item.stream, group=item.group, retry_policy=item.retry_policy, **options
         )
 
     def _loop_of(self, consumer: Consumer, item: Registration) -> Any:

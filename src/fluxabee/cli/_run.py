@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +23,10 @@ import yaml
 
 from .._application import App
 from .._asyncapi import document
+from .._constants import SINGLE_CONSUMER_NAME
 from .._supervise import HealthServer, Supervisor
 from .._sync.engine import Engine
+from .._validate import consumer_name
 from ..config import Config
 from ._app import cli, err
 from ._format import plural
@@ -70,6 +73,9 @@ def _serve_one(app: App, index: int | None, metrics: tuple[int | None, str], tra
     port, address = metrics
     if port is not None and index is not None:
         port += index
+    if index is not None:  # a restarted worker takes its predecessor's name, and its pending
+        base = app.name or f"{socket.gethostname()}-{os.getppid()}"
+        app.name = consumer_name(f"{base}-{index}", reserved=SINGLE_CONSUMER_NAME)
     streams = sorted({h.stream for h in app.handlers})
     app._observers.extend(_observers(app.config, streams, port, address, trace))
     who = "fluxabee run" if index is None else f"fluxabee run: worker {index}"
@@ -95,6 +101,10 @@ def _serve_one(app: App, index: int | None, metrics: tuple[int | None, str], tra
               help="Serve /healthz and /readyz (Kubernetes probes).")  # fmt: skip
 @click.option("--health-address", default="0.0.0.0", show_default=True,
               help="Address of the health server.")  # fmt: skip
+@click.option("--name", metavar="NAME",
+              help="A stable consumer name (say the pod name; worker i of --processes is "
+                   "NAME-i, by default HOST-PID-i): a restart re-reads what it left pending "
+                   "at once.")  # fmt: skip
 @click.option("--trace", is_flag=True, help="OpenTelemetry spans (global tracer provider).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(LEVELS, case_sensitive=False))  # fmt: skip
@@ -106,6 +116,7 @@ def run_app(
     metrics_address: str,
     health_port: int | None,
     health_address: str,
+    name: str | None,
     trace: bool,
     log_level: str,
 ) -> int:
@@ -116,6 +127,8 @@ def run_app(
     restarted (with a backoff); /healthz then says whether all N run.
     """
     app = load_app(app_path)
+    if name is not None:
+        app.name = consumer_name(name, reserved=SINGLE_CONSUMER_NAME)
     if not app.handlers:
         raise click.UsageError(f"{app_path} has no handlers (decorate some with app.consumer)")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
