@@ -14,7 +14,9 @@ engine must go on working, its close must leave no connection behind, and every 
 published through the buffer must reach Redis by the next ``flush``.
 
 The stranding of delivered events by an interrupted read is another module's subject;
-here consume / autoclaim / run / cleanup / close are only held to their connections.
+here consume / autoclaim / run / process / trim / cleanup / close are only held to their
+connections (process's own stranding test cancels it under asyncio:
+``tests/test_process_async_only.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,17 @@ from tests.helpers import SyncHelpers
 from tests.sentinel import MASTER_NAME, SentinelServer
 from tests.servers import RedisServer
 
-SCENARIOS = ["publish_now", "flush", "consume", "autoclaim", "run", "cleanup", "close"]
+SCENARIOS = [
+    "publish_now",
+    "flush",
+    "consume",
+    "autoclaim",
+    "run",
+    "process",
+    "trim",
+    "cleanup",
+    "close",
+]
 #: More points than any scenario has: a scenario that never ends its loop is a failure.
 MAX_POINTS = 150
 
@@ -267,6 +279,26 @@ def prepare(
             runner.run(1, 0.05, stop_after_one)
 
         return run, published
+    if scenario == "process":  # reads, acks and renewals beside the loop; its leaving
+        worker = broker.consumer_many(stream)
+        handled: list[str] = []
+
+        def handle(event: SyncEvent) -> None:
+            handled.append(event.id)
+            if len(handled) == 2:
+                worker.stop()
+
+        def process() -> None:
+            worker.process(handle, concurrency=2, block=0.05)
+
+        return process, published
+    if scenario == "trim":  # the length walk (a script), then XTRIM
+        broker.publish_now(stream, f"{k}:c")
+
+        def trim() -> None:
+            broker.trim(stream, max_len=1, force=True)
+
+        return trim, published
     single = broker.consumer_single(stream, lock_ttl=30)  # no refresh during the test
     single.consume(1, 0, ignore)  # holds the lock
     if scenario == "cleanup":
